@@ -1,0 +1,1 @@
+"""dtmon's Scrapy project: spiders, items, middlewares, pipelines and extraction."""

@@ -1,0 +1,30 @@
+"""Scrapy settings of dtmon's crawler (``scrapy crawl news`` reads these)."""
+
+BOT_NAME = "dtmon"
+SPIDER_MODULES = ["crawler.spiders"]
+NEWSPIDER_MODULE = "crawler.spiders"
+
+USER_AGENT = "dtmon/0.1 (+news monitoring of Vietnamese public portals)"
+ROBOTSTXT_OBEY = True
+
+# Politeness: a few requests at a time per host, adapted to how fast the host answers.
+CONCURRENT_REQUESTS = 32
+CONCURRENT_REQUESTS_PER_DOMAIN = 4
+DOWNLOAD_DELAY = 0.25
+AUTOTHROTTLE_ENABLED = True
+AUTOTHROTTLE_START_DELAY = 0.5
+AUTOTHROTTLE_MAX_DELAY = 30
+AUTOTHROTTLE_TARGET_CONCURRENCY = 2.0
+RETRY_ENABLED = True
+RETRY_TIMES = 3
+DOWNLOAD_TIMEOUT = 60
+DOWNLOAD_MAXSIZE = 20 * 1024 * 1024
+DOWNLOAD_WARNSIZE = 5 * 1024 * 1024
+
+# --via: send every request to a mirror server (see crawler/via.py); empty = the live web.
+DTMON_VIA = ""
+
+REQUEST_FINGERPRINTER_IMPLEMENTATION = "2.7"
+TWISTED_REACTOR = "twisted.internet.asyncioreactor.AsyncioSelectorReactor"
+FEED_EXPORT_ENCODING = "utf-8"
+LOG_LEVEL = "INFO"

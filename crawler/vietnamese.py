@@ -1,0 +1,65 @@
+"""Vietnamese text normalisation.
+
+Two different jobs, kept apart on purpose:
+
+* :func:`normalize_text` cleans text for *storage and display*: Unicode NFC, the Icelandic
+  eth (``ð``/``Ð``, a common typing slip) repaired to ``đ``/``Đ``, non-breaking and zero-width
+  spaces turned into plain spaces. The spelling is otherwise kept as the page wrote it.
+* :func:`match_key` builds a *matching key*: case folded, tone marks moved out of the syllable
+  so that both placement conventions (``hoá``/``hóa``, ``uỷ``/``ủy``) give the same key, and
+  the text cut into word tokens so that a term never matches inside another word.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+# Combining tone marks (Vietnamese has five tones besides the level one). Vowel-quality marks
+# (circumflex U+0302, breve U+0306, horn U+031B) are part of the letter and are kept.
+_TONE_DIGITS = {
+    "\u0301": "1",  # sắc
+    "\u0300": "2",  # huyền
+    "\u0309": "3",  # hỏi
+    "\u0303": "4",  # ngã
+    "\u0323": "5",  # nặng
+}
+_ETH = str.maketrans({"ð": "đ", "Ð": "Đ"})
+_SPACES = re.compile(r"[\u00a0\u2000-\u200b\u202f\u205f\u3000\ufeff\t\f\v ]+")
+_TOKEN = re.compile(r"\w+")
+
+
+def normalize_text(text: str) -> str:
+    """Return ``text`` in NFC with eth repaired and odd spaces made plain, lines trimmed."""
+    text = unicodedata.normalize("NFC", text).translate(_ETH)
+    lines = (_SPACES.sub(" ", line).strip() for line in text.splitlines())
+    return "\n".join(lines).strip()
+
+
+def _syllable_key(syllable: str) -> str:
+    decomposed = unicodedata.normalize("NFD", syllable)
+    tone = ""
+    kept = []
+    for char in decomposed:
+        if char in _TONE_DIGITS:
+            tone = _TONE_DIGITS[char]
+        else:
+            kept.append(char)
+    return unicodedata.normalize("NFC", "".join(kept)) + tone
+
+
+def match_tokens(text: str) -> list[str]:
+    """Split ``text`` into matching-key tokens (see :func:`match_key`)."""
+    folded = normalize_text(text).casefold()
+    # \w on the NFC form covers precomposed Vietnamese letters, so a token never ends
+    # inside a letter: "số" is one token and never matches inside "sống".
+    return [_syllable_key(token) for token in _TOKEN.findall(folded)]
+
+
+def match_key(text: str) -> str:
+    """Return the tone-convention-independent, case-folded key of ``text``.
+
+    Tokens are joined by single spaces; a syllable's tone becomes a digit after it
+    (``"Hoá"`` and ``"hóa"`` both give ``"hoa1"``; ``"hoàn"`` gives ``"hoan2"``).
+    """
+    return " ".join(match_tokens(text))

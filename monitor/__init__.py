@@ -1,0 +1,1 @@
+"""dtmon's service side: CLI, daemon, alerts, topic selection and deduplication."""

@@ -1,0 +1,28 @@
+"""The ``dtmon`` command line: one module per command group, composed here."""
+
+from __future__ import annotations
+
+import typer
+
+from monitor.cli import articles, crawl, dedup, mirror, sources, stories, topics
+
+app = typer.Typer(
+    name="dtmon",
+    help="Monitor Vietnamese provincial portals, newspapers and VOV for digital-transformation news.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+)
+app.command("crawl")(crawl.crawl)
+app.command("demo")(crawl.demo)
+app.add_typer(articles.app, name="articles")
+app.add_typer(sources.app, name="sources")
+app.add_typer(mirror.app, name="mirror")
+app.add_typer(topics.app, name="topics")
+app.add_typer(dedup.app, name="dedup")
+app.add_typer(stories.app, name="stories")
+
+
+def main() -> None:
+    """Entry point of the ``dtmon`` console script."""
+    app()

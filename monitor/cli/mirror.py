@@ -1,0 +1,5 @@
+"""`dtmon mirror` commands."""
+
+import typer
+
+app = typer.Typer(help="mirror commands.", no_args_is_help=True)

@@ -1,0 +1,5 @@
+"""`dtmon stories` commands."""
+
+import typer
+
+app = typer.Typer(help="stories commands.", no_args_is_help=True)

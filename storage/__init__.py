@@ -1,0 +1,1 @@
+"""dtmon storage: SQLAlchemy models, database access, repositories and migrations."""

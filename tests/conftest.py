@@ -1,0 +1,5 @@
+"""Shared pytest configuration: fixtures live in tests/fixtures/, one module per concern."""
+
+pytest_plugins = [
+    "tests.fixtures.shared_data",
+]
