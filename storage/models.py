@@ -48,6 +48,8 @@ class Article(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     source_id: Mapped[int] = mapped_column(ForeignKey("sources.id"), index=True)
     url: Mapped[str] = mapped_column(String(2048), unique=True)
+    # Identity of the URL (crawler.urls.url_key): equal for every form of the same page.
+    url_key: Mapped[str] = mapped_column(String(2048), unique=True)
     title: Mapped[str] = mapped_column(Text)
     text: Mapped[str] = mapped_column(Text)
     # As the page states it: ISO 8601 with offset, or a bare date when the page shows no time.
