@@ -1,0 +1,142 @@
+"""Extraction quality against the 21 gold articles of the offline mirror.
+
+Body is scored as a bag of whitespace tokens (NFC, lower-cased): precision, recall and F1 of
+the multiset overlap with the gold body. Run with ``-s`` to see the per-page table.
+"""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from collections import Counter
+from dataclasses import dataclass
+from email.message import Message
+from pathlib import Path
+
+import pytest
+
+from crawler.extraction import Article, extract_article
+
+
+@dataclass(frozen=True)
+class PageResult:
+    key: str
+    gold: dict
+    article: Article
+    precision: float
+    recall: float
+
+    @property
+    def f1(self) -> float:
+        total = self.precision + self.recall
+        return 2 * self.precision * self.recall / total if total else 0.0
+
+    @property
+    def boilerplate(self) -> list[str]:
+        return [m for m in self.gold["boilerplate_markers"] if m in self.article.text]
+
+
+def _tokens(text: str) -> Counter[str]:
+    return Counter(unicodedata.normalize("NFC", text).lower().split())
+
+
+def _precision_recall(extracted: str, expected: str) -> tuple[float, float]:
+    got, want = _tokens(extracted), _tokens(expected)
+    overlap = sum((got & want).values())
+    precision = overlap / sum(got.values()) if got else 0.0
+    recall = overlap / sum(want.values()) if want else 0.0
+    return precision, recall
+
+
+def _charset(content_type: str) -> str | None:
+    message = Message()
+    message["Content-Type"] = content_type
+    return message.get_param("charset")
+
+
+@pytest.fixture(scope="module")
+def results(sites_dir: Path, gold: dict[str, dict]) -> list[PageResult]:
+    manifest = json.loads((sites_dir / "manifest.json").read_text("utf-8"))
+    resources = {r["url"]: r for r in manifest["resources"] if r.get("file")}
+    pages = []
+    for key, expected in gold.items():
+        resource = resources[expected["url"]]
+        body = (sites_dir / resource["file"]).read_bytes()
+        charset = _charset(resource["headers"].get("Content-Type", ""))
+        article = extract_article(body, expected["url"], encoding=charset)
+        precision, recall = _precision_recall(article.text, "\n".join(expected["body"]))
+        pages.append(PageResult(key, expected, article, precision, recall))
+    _print_table(pages)
+    return pages
+
+
+def _print_table(pages: list[PageResult]) -> None:
+    print(f"\n{'page':36} {'P':>6} {'R':>6} {'F1':>6}  title date author source boilerplate")
+    for page in pages:
+        checks = " ".join(
+            "ok" if ok else "XX"
+            for ok in (
+                page.article.title == page.gold["title"],
+                page.article.published == page.gold["published"],
+                _author_ok(page),
+                _source_ok(page),
+            )
+        )
+        print(
+            f"{page.key:36} {page.precision:6.3f} {page.recall:6.3f} {page.f1:6.3f}  {checks} "
+            f"{page.boilerplate or ''}"
+        )
+    f1s = [page.f1 for page in pages]
+    print(f"mean F1 {sum(f1s) / len(f1s):.4f}  min F1 {min(f1s):.4f}")
+
+
+def _author_ok(page: PageResult) -> bool:
+    return page.gold["author"] is None or page.article.author == page.gold["author"]
+
+
+def _source_ok(page: PageResult) -> bool:
+    expected = page.gold["original_source"]
+    return expected is None or page.article.original_source == expected
+
+
+def test_body_f1_mean_and_minimum(results: list[PageResult]) -> None:
+    f1s = {page.key: round(page.f1, 3) for page in results}
+    assert sum(f1s.values()) / len(f1s) >= 0.98
+    assert {key: f1 for key, f1 in f1s.items() if f1 < 0.95} == {}
+
+
+def test_no_boilerplate_in_any_body(results: list[PageResult]) -> None:
+    assert {page.key: page.boilerplate for page in results if page.boilerplate} == {}
+
+
+def test_titles_exact(results: list[PageResult]) -> None:
+    wrong = {p.key: p.article.title for p in results if p.article.title != p.gold["title"]}
+    assert wrong == {}
+
+
+def test_published_dates(results: list[PageResult]) -> None:
+    wrong = {
+        p.key: (p.article.published, p.gold["published"])
+        for p in results
+        if p.article.published != p.gold["published"]
+    }
+    assert wrong == {}
+
+
+def test_authors_where_shown(results: list[PageResult]) -> None:
+    wrong = {p.key: (p.article.author, p.gold["author"]) for p in results if not _author_ok(p)}
+    assert wrong == {}
+
+
+def test_original_sources(results: list[PageResult]) -> None:
+    wrong = {
+        p.key: (p.article.original_source, p.gold["original_source"])
+        for p in results
+        if not _source_ok(p)
+    }
+    assert wrong == {}
+
+
+def test_canonical_url_is_the_gold_url(results: list[PageResult]) -> None:
+    wrong = {p.key: p.article.canonical_url for p in results if p.article.canonical_url != p.gold["url"]}
+    assert wrong == {}
