@@ -23,6 +23,10 @@ DOWNLOAD_WARNSIZE = 5 * 1024 * 1024
 
 # --via: send every request to a mirror server (see crawler/via.py); empty = the live web.
 DTMON_VIA = ""
+DOWNLOAD_HANDLERS = {
+    "http": "crawler.via.ViaDownloadHandler",
+    "https": "crawler.via.ViaDownloadHandler",
+}
 
 REQUEST_FINGERPRINTER_IMPLEMENTATION = "2.7"
 TWISTED_REACTOR = "twisted.internet.asyncioreactor.AsyncioSelectorReactor"

@@ -1,0 +1,262 @@
+"""A replay server for the offline mirror (``../shared/sites``), one snapshot at a time.
+
+Clients reach it through the ``--via`` contract (see crawler/via.py): the real URL's path and
+query go in the request line, its scheme and host in ``X-Original-Scheme`` / ``X-Original-Host``.
+Without those headers the ``Host`` header and ``http`` are used.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from urllib.parse import parse_qs, urlsplit, urlunsplit
+
+DEFAULT_MIRROR_PATH = Path(
+    os.environ.get("DTMON_MIRROR") or Path(__file__).resolve().parents[2] / "shared" / "sites"
+)
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+class MirrorError(RuntimeError):
+    """The mirror folder is missing, malformed or lacks the requested snapshot."""
+
+
+@dataclass(frozen=True)
+class Resource:
+    """One listed response: what a request for ``method url`` (+ ``form``) gets."""
+
+    url: str
+    method: str
+    status: int
+    headers: dict[str, str]
+    file: Path | None
+    snapshots: frozenset[str]
+    form: dict[str, str] = field(default_factory=dict)
+
+    def accepts_form(self, fields: dict[str, list[str]]) -> bool:
+        """Whether a POST body carries at least this resource's form fields with their values."""
+        return all(value in fields.get(name, []) for name, value in self.form.items())
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """One request the mirror answered."""
+
+    method: str
+    url: str
+    status: int
+    conditional: bool
+
+
+def normalize_url(url: str) -> str:
+    """The lookup key of a URL: lower-case scheme and host, no default port, no fragment."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    if parts.port and parts.port != _DEFAULT_PORTS.get(scheme):
+        host = f"{host}:{parts.port}"
+    return urlunsplit((scheme, host, parts.path or "/", parts.query, ""))
+
+
+def load_manifest(root: Path) -> tuple[list[str], list[Resource]]:
+    """Snapshots and resources of the mirror folder ``root``; MirrorError if it is unusable."""
+    manifest_path = root / "manifest.json"
+    if not manifest_path.is_file():
+        raise MirrorError(f"no manifest.json in {root}: not an offline mirror folder")
+    try:
+        manifest = json.loads(manifest_path.read_text("utf-8"))
+        resources = [_resource(root, entry) for entry in manifest["resources"]]
+        snapshots = list(manifest["snapshots"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise MirrorError(f"malformed {manifest_path}: {exc!r}") from exc
+    missing = [str(r.file) for r in resources if r.file and not r.file.is_file()]
+    if missing:
+        raise MirrorError(f"{len(missing)} body files listed in {manifest_path} are missing, "
+                          f"e.g. {missing[0]}")
+    return snapshots, resources
+
+
+def _resource(root: Path, entry: dict[str, Any]) -> Resource:
+    return Resource(
+        url=normalize_url(entry["url"]),
+        method=entry["method"].upper(),
+        status=int(entry["status"]),
+        headers=dict(entry["headers"]),
+        file=root / entry["file"] if entry.get("file") else None,
+        snapshots=frozenset(entry["snapshots"]),
+        form=dict(entry.get("form") or {}),
+    )
+
+
+class MirrorServer:
+    """Serve the mirror folder ``root`` on ``host:port`` (0 = any free port) in a thread.
+
+    ``requests`` logs every answered request; ``set_snapshot`` switches moments while running.
+    """
+
+    def __init__(
+        self,
+        root: Path = DEFAULT_MIRROR_PATH,
+        snapshot: str = "t1",
+        host: str = "127.0.0.1",
+        port: int = 0,
+        on_request: Callable[[RequestRecord], None] | None = None,
+    ) -> None:
+        self.root = Path(root)
+        self.host, self.port = host, port
+        self.snapshot = snapshot
+        self.requests: list[RequestRecord] = []
+        self._on_request = on_request
+        self._snapshots: list[str] = []
+        self._resources: list[Resource] = []
+        self._lock = threading.Lock()
+        self._httpd: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        """Base URL of the running server, e.g. ``http://127.0.0.1:8765``."""
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> MirrorServer:
+        """Validate the folder and the snapshot, then serve in a background thread."""
+        self._snapshots, self._resources = load_manifest(self.root)
+        self.set_snapshot(self.snapshot)
+        self._httpd = ThreadingHTTPServer((self.host, self.port), _handler_for(self))
+        self._httpd.daemon_threads = True
+        self.port = self._httpd.server_address[1]
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True,
+                                        name=f"mirror:{self.port}")
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and release the port."""
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def __enter__(self) -> MirrorServer:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    def set_snapshot(self, name: str) -> None:
+        """Answer as the sites were at moment ``name`` (e.g. ``t2``) from now on."""
+        if self._snapshots and name not in self._snapshots:
+            raise MirrorError(f"unknown snapshot {name!r}; {self.root} has {self._snapshots}")
+        self.snapshot = name
+
+    def clear_log(self) -> None:
+        """Forget the requests logged so far."""
+        with self._lock:
+            self.requests.clear()
+
+    def find(self, method: str, url: str, form: dict[str, list[str]] | None = None
+             ) -> Resource | None:
+        """The resource answering ``method url`` (POST: with ``form``) in the current snapshot."""
+        key, method = normalize_url(url), ("GET" if method == "HEAD" else method)
+        for resource in self._resources:
+            if (resource.url == key and resource.method == method
+                    and self.snapshot in resource.snapshots
+                    and (method != "POST" or resource.accepts_form(form or {}))):
+                return resource
+        return None
+
+    def _record(self, record: RequestRecord) -> None:
+        with self._lock:
+            self.requests.append(record)
+        if self._on_request is not None:
+            self._on_request(record)
+
+
+def is_not_modified(resource: Resource, if_none_match: str | None,
+                    if_modified_since: str | None) -> bool:
+    """RFC 9110 conditional GET: If-None-Match wins; otherwise compare If-Modified-Since."""
+    if resource.status != HTTPStatus.OK:
+        return False
+    etag = resource.headers.get("ETag")
+    if if_none_match is not None:
+        tags = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
+        return etag is not None and ("*" in tags or etag.removeprefix("W/") in tags)
+    modified = resource.headers.get("Last-Modified")
+    if if_modified_since is None or modified is None:
+        return False
+    try:
+        return parsedate_to_datetime(modified) <= parsedate_to_datetime(if_modified_since)
+    except (TypeError, ValueError):
+        return False
+
+
+def _handler_for(mirror: MirrorServer) -> type[BaseHTTPRequestHandler]:
+    """A request handler class bound to ``mirror``."""
+
+    class MirrorHandler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:  # noqa: N802 (http.server naming)
+            self._answer(with_body=True)
+
+        def do_HEAD(self) -> None:  # noqa: N802
+            self._answer(with_body=False)
+
+        def do_POST(self) -> None:  # noqa: N802
+            self._answer(with_body=True)
+
+        def _real_url(self) -> str:
+            scheme = self.headers.get("X-Original-Scheme") or "http"
+            host = self.headers.get("X-Original-Host") or self.headers.get("Host") or ""
+            return f"{scheme}://{host}{self.path}"
+
+        def _form(self) -> dict[str, list[str]]:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            return parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
+
+        def _answer(self, with_body: bool) -> None:
+            url = self._real_url()
+            form = self._form()
+            resource = mirror.find(self.command, url, form)
+            inm = self.headers.get("If-None-Match")
+            ims = self.headers.get("If-Modified-Since")
+            if resource is None:
+                status, headers, body = 404, {"Content-Type": "text/plain"}, b"not in mirror\n"
+            elif is_not_modified(resource, inm, ims):
+                status, body = 304, b""
+                headers = {k: v for k, v in resource.headers.items()
+                           if k in ("ETag", "Last-Modified")}
+            else:
+                status, headers = resource.status, resource.headers
+                body = resource.file.read_bytes() if resource.file else b""
+            self._send(status, headers, body if with_body else b"", len(body))
+            mirror._record(RequestRecord(self.command, url, status,
+                                         conditional=inm is not None or ims is not None))
+
+        def _send(self, status: int, headers: dict[str, str], body: bytes, length: int) -> None:
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            if status != HTTPStatus.NOT_MODIFIED:
+                self.send_header("Content-Length", str(length))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            """Silent: requests are reported through ``MirrorServer.requests``/``on_request``."""
+
+    return MirrorHandler
