@@ -134,8 +134,8 @@ class MirrorServer:
         self._httpd = ThreadingHTTPServer((self.host, self.port), _handler_for(self))
         self._httpd.daemon_threads = True
         self.port = self._httpd.server_address[1]
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True,
-                                        name=f"mirror:{self.port}")
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,),
+                                        daemon=True, name=f"mirror:{self.port}")
         self._thread.start()
         return self
 
@@ -243,9 +243,10 @@ def _handler_for(mirror: MirrorServer) -> type[BaseHTTPRequestHandler]:
             else:
                 status, headers = resource.status, resource.headers
                 body = resource.file.read_bytes() if resource.file else b""
-            self._send(status, headers, body if with_body else b"", len(body))
+            # Logged before answering, so a client that got its answer finds it in the log.
             mirror._record(RequestRecord(self.command, url, status,
                                          conditional=inm is not None or ims is not None))
+            self._send(status, headers, body if with_body else b"", len(body))
 
         def _send(self, status: int, headers: dict[str, str], body: bytes, length: int) -> None:
             self.send_response(status)

@@ -2,4 +2,5 @@
 
 pytest_plugins = [
     "tests.fixtures.shared_data",
+    "tests.fixtures.mirror",
 ]
