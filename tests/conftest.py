@@ -2,5 +2,6 @@
 
 pytest_plugins = [
     "tests.fixtures.shared_data",
+    "tests.fixtures.database",
     "tests.fixtures.mirror",
 ]

@@ -1,0 +1,195 @@
+"""Database access: where the database is, engines tuned per backend, migrations, sessions.
+
+SQLite (the default, one file under ``data/``) and PostgreSQL (``postgresql+psycopg://``) are
+both supported. All ``DateTime`` columns hold naive UTC.
+
+SQLite runs in WAL mode with a long busy timeout so that several processes (crawler, daemon,
+CLI) can share one file. The ``sqlite3`` driver's legacy transaction mode is kept on purpose:
+reads take no lock and a write transaction begins at its first INSERT/UPDATE/DELETE, so
+read-then-write code never hits a stale-snapshot "database is locked". Its one defect, a
+SAVEPOINT that is not inside a transaction, is repaired here: a savepoint first opens a
+``BEGIN IMMEDIATE`` transaction when none is open.
+
+Operational failures (unreachable server, read-only file, full disk, lock timeout) surface as
+:class:`StorageError` with a message meant for the user.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+DATABASE_URL_ENV = "DTMON_DATABASE_URL"
+DEFAULT_SQLITE_PATH = Path("data") / "dtmon.db"
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+# Any constant will do: it only has to be the same in every dtmon process.
+_PG_MIGRATION_LOCK = 0x64746D6F6E  # "dtmon"
+
+# sqlite3 primary result codes (https://www.sqlite.org/rescode.html).
+_SQLITE_MESSAGES = {
+    5: "the database is locked by another process (waited {timeout} s)",
+    8: "the database is read-only: check the permissions of the file and of its folder",
+    10: "disk I/O error while accessing the database",
+    13: "the disk is full: free some space and retry",
+    14: "cannot open the database file: check that its folder exists and is writable",
+}
+# PostgreSQL SQLSTATEs (https://www.postgresql.org/docs/current/errcodes-appendix.html).
+_POSTGRES_MESSAGES = {
+    "53100": "the database server's disk is full",
+    "25006": "the database is read-only (a standby server or a read-only transaction)",
+    "53300": "the database server has too many connections",
+}
+
+
+class StorageError(RuntimeError):
+    """A database failure the user can act on; ``str()`` says what happened."""
+
+
+def database_url() -> str:
+    """The configured database URL: ``$DTMON_DATABASE_URL``, else ``./data/dtmon.db``.
+
+    The default's folder is created when missing.
+    """
+    configured = os.environ.get(DATABASE_URL_ENV, "").strip()
+    if configured:
+        return configured
+    path = Path.cwd() / DEFAULT_SQLITE_PATH
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StorageError(f"cannot create the database folder {path.parent}: {exc}") from exc
+    return f"sqlite:///{path}"
+
+
+def make_engine(url: str | None = None) -> Engine:
+    """An engine for ``url`` (default :func:`database_url`), tuned for its backend."""
+    parsed = _normalise_url(make_url(url or database_url()))
+    if parsed.get_backend_name() == "sqlite":
+        engine = create_engine(parsed)
+        event.listen(engine, "connect", _configure_sqlite_connection)
+        event.listen(engine, "savepoint", _begin_before_savepoint)
+        return engine
+    return create_engine(parsed, pool_pre_ping=True)
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    """A session factory bound to ``engine``; objects stay readable after commit."""
+    return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+@contextmanager
+def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """One transaction: commit when the block succeeds, roll back when it raises."""
+    session = factory()
+    url = session.get_bind().url
+    try:
+        with storage_errors(url):
+            yield session
+            session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+@contextmanager
+def storage_errors(url: URL | str) -> Iterator[None]:
+    """Turn operational database failures inside the block into :class:`StorageError`."""
+    try:
+        yield
+    except OperationalError as exc:
+        raise StorageError(describe_failure(exc, url)) from exc
+
+
+def describe_failure(exc: DBAPIError, url: URL | str) -> str:
+    """A one-line, user-facing explanation of an operational database failure."""
+    url = make_url(url)
+    where = url.render_as_string(hide_password=True)
+    original = exc.orig
+    if isinstance(original, sqlite3.Error):
+        code = getattr(original, "sqlite_errorcode", 0) & 0xFF
+        template = _SQLITE_MESSAGES.get(code)
+        if template:
+            return f"{where}: {template.format(timeout=SQLITE_BUSY_TIMEOUT_MS // 1000)}"
+        return f"{where}: {original}"
+    sqlstate = getattr(original, "sqlstate", None)
+    if sqlstate in _POSTGRES_MESSAGES:
+        return f"{where}: {_POSTGRES_MESSAGES[sqlstate]}"
+    detail = str(original).strip().splitlines()[0] if str(original).strip() else type(original)
+    if sqlstate is None:  # no server answer: the connection itself failed
+        return f"cannot connect to the database {where}: {detail}"
+    return f"{where}: {detail}"
+
+
+def alembic_config(connection: Connection) -> Config:
+    """An Alembic configuration running dtmon's migrations over ``connection``."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["connection"] = connection
+    return config
+
+
+def init_db(engine: Engine) -> None:
+    """Bring the schema to the latest migration (Alembic ``upgrade head``).
+
+    Idempotent, and safe when several processes start at once: the upgrade runs under a
+    database-wide lock, so the later ones find the schema current and do nothing.
+    """
+    with storage_errors(engine.url), migration_connection(engine) as connection:
+        command.upgrade(alembic_config(connection), "head")
+
+
+@contextmanager
+def migration_connection(engine: Engine) -> Iterator[Connection]:
+    """A connection in a transaction that holds the database's migration lock until commit."""
+    with engine.begin() as connection:
+        if engine.dialect.name == "sqlite":
+            # DDL inside one write transaction: atomic, and other processes wait for it.
+            _begin_immediate(connection.connection.dbapi_connection)
+        elif engine.dialect.name == "postgresql":
+            connection.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK}
+            )
+        yield connection
+
+
+def _normalise_url(url: URL) -> URL:
+    """Route plain ``postgresql://``/``postgres://`` URLs to the psycopg 3 driver."""
+    if url.drivername in ("postgresql", "postgres"):
+        return url.set(drivername="postgresql+psycopg")
+    return url
+
+
+def _configure_sqlite_connection(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
+    """Per-connection SQLite settings: wait for locks, WAL, enforced foreign keys."""
+    for pragma in (
+        f"busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}",  # first: the next ones may wait for a lock
+        "journal_mode = WAL",
+        "synchronous = NORMAL",
+        "foreign_keys = ON",
+    ):
+        dbapi_connection.execute(f"PRAGMA {pragma}")
+
+
+def _begin_before_savepoint(connection: Connection, _name: str) -> None:
+    """Open a real transaction first: a bare SQLite SAVEPOINT would commit on release."""
+    _begin_immediate(connection.connection.dbapi_connection)
+
+
+def _begin_immediate(dbapi_connection: Any) -> None:
+    """Start a write transaction now (waiting for the lock) unless one is already open."""
+    if not dbapi_connection.in_transaction:
+        dbapi_connection.execute("BEGIN IMMEDIATE")
