@@ -9,12 +9,14 @@ from datetime import datetime
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
     ForeignKey,
     Integer,
     LargeBinary,
+    SmallInteger,
     String,
     Text,
     UniqueConstraint,
@@ -100,6 +102,33 @@ class Story(Base):
     representative_id: Mapped[int | None] = mapped_column(
         ForeignKey("articles.id", use_alter=True, name="fk_story_representative")
     )
+
+
+# --- dedup index (monitor.dedup) ------------------------------------------------------------
+
+
+class ArticleFingerprint(Base):
+    """MinHash signature of an article's shingles (little-endian uint32 values)."""
+
+    __tablename__ = "article_fingerprints"
+
+    article_id: Mapped[int] = mapped_column(ForeignKey("articles.id"), primary_key=True)
+    signature: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class LshBucket(Base):
+    """One LSH band bucket of an article: articles sharing a bucket are duplicate candidates.
+
+    The primary key (band, bucket_hash, article_id) is the lookup index; on SQLite the table is
+    that index itself (WITHOUT ROWID).
+    """
+
+    __tablename__ = "lsh_buckets"
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+    band: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    bucket_hash: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # signed 64-bit
+    article_id: Mapped[int] = mapped_column(ForeignKey("articles.id"), primary_key=True, index=True)
 
 
 # --- crawl runs -----------------------------------------------------------------------------
