@@ -1,18 +1,114 @@
-"""Article extraction: trafilatura at the core, Vietnamese-portal cleanup around it."""
+"""Article extraction: trafilatura at the core, generic Vietnamese-portal cleanup around it.
+
+The page is decoded and parsed once with lxml. Metadata (title, date, author, credited
+source, tags, canonical URL) is read from that tree first, preferring structured metadata
+(``article:published_time``, JSON-LD, ``itemprop``) over visible lines; then boilerplate
+blocks common on Vietnamese portals (related-news lists, rating polls, visit counters,
+share/print tools, image captions, sign-off lines) are pruned and trafilatura extracts the
+body. Lead ("sapo") paragraphs that sit outside the body container are put back in front.
+"""
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
+from urllib.parse import urljoin
 
 import trafilatura
+from lxml import etree
 from lxml import html as lxml_html
 
 from crawler.vietnamese import normalize_text
 
-_META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?([A-Za-z0-9_\-]+)""", re.I)
-_CODEC_ALIASES = {"windows-1258": "cp1258", "x-cp1258": "cp1258"}
+# --- decoding ---------------------------------------------------------------------------------
+
+_META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:\-]+)""", re.I)
+_CODEC_ALIASES = {"windows-1258": "cp1258", "x-cp1258": "cp1258", "utf8": "utf-8"}
+
+# --- boilerplate ------------------------------------------------------------------------------
+
+# Class/id fragments of blocks that are never article body (matched on lower-cased class + id).
+_BOILERPLATE_CLASS = re.compile(
+    r"related|relate-|other-?news|othernews|tin-?khac|tinkhac|tin-?lien-?quan|tinlienquan"
+    r"|tin-?moi|tin-?cung|cung-?chuyen-?muc|news-?other|more-?news|read-?more|xem-?them"
+    r"|comment|binh-?luan|y-?kien|social|share|rating|poll|vote|danh-?gia"
+    r"|counter|online|thong-?ke|thongke|statistic|lien-?ket|lienket|weblink"
+    r"|breadcrumb|trending|tags?\b|tag-|keyword|tu-?khoa|print|toolbar|\btool\b|font-?size"
+    r"|advert|banner|quang-?cao|sidebar|widget|newsletter|subscribe"
+)
+# Headings that open a block of links or widgets rather than article text.
+_BOILERPLATE_HEADING = re.compile(
+    r"^\s*(tin khác|các tin khác|tin liên quan|bài viết liên quan|bài liên quan|tin cùng"
+    r"|tin mới|những tin|tin đã đưa|tin xem nhiều|đọc thêm|xem thêm|có thể bạn quan tâm"
+    r"|bình luận|ý kiến bạn đọc|gửi ý kiến|liên kết website|thống kê truy cập"
+    r"|đánh giá|bình chọn|thăm dò ý kiến|từ khóa|từ khoá|tags?)\b",
+    re.I,
+)
+# Short lines that are widget remnants (view counts, share/print tools, ratings, labels).
+_BOILERPLATE_LINE = re.compile(
+    r"lượt xem|lượt truy cập|người đang online|đang truy cập|đang online|tổng truy cập"
+    r"|^\s*(chia sẻ|in bài|in trang|gửi email|gửi bài|đánh giá|bình chọn|từ khó[aá]|tags?:"
+    r"|bình luận|ý kiến|xem thêm|đọc thêm|tin liên quan|tin khác|bài viết liên quan|lưu bài)",
+    re.I,
+)
+_CAPTION_CLASS = re.compile(r"caption|image_?desc|img-?desc|photo-?desc|desc-?img|chu-?thich|\bpic")
+_LEAD_CLASS = re.compile(
+    r"sapo|summary|\blead|hometext|chapeau|tom-?tat|tomtat|article-?desc|news-?desc|intro"
+    r"|excerpt|teaser|abstract|quote-?lead|\bdescription"
+)
+_BYLINE_CLASS = re.compile(r"author|byline|tac-?gia|tacgia|writer|signature|\bsource|nguon")
+_RIGHT_ALIGNED = re.compile(r"text-align\s*:\s*right")
+_WIDGET_TAGS = {"select", "option", "input", "button", "textarea", "figcaption"}
+_BLOCK_TAGS = {"p", "div", "section", "article", "ul", "ol", "table", "h1", "h2", "h3", "h4", "h5"}
+
+# --- credits (author / original source) -------------------------------------------------------
+
+_SOURCE_LINE = re.compile(r"^\(?\s*(?:nguồn(?: tin)?|source)\s*[:：\-–]\s*(.+?)\)?\.?$", re.I)
+_THEO_LINE = re.compile(r"^\(?\s*theo\s+(.+?)\)?\.?$", re.I)
+_AUTHOR_LABEL = re.compile(
+    r"^\s*(?:tác giả|bài và ảnh|bài, ảnh|bài|ảnh|tin, ảnh|tin|phóng viên|người viết|by)\s*[:：]\s*",
+    re.I,
+)
+_NON_PERSON = re.compile(
+    r"^(cổng|báo|ban |sở |ubnd|uỷ ban|ủy ban|trung tâm|văn phòng|đài|tạp chí|cục |bộ |phòng "
+    r"|thông tấn|ttxvn|tòa soạn|toà soạn|web|portal|admin|quản trị)",
+    re.I,
+)
+_ANONYMOUS = {"pv", "ctv", "btv", "bbt", "nhóm pv", "pv-ctv", "ptv"}
+
+# --- dates ------------------------------------------------------------------------------------
+
+_DATE = re.compile(
+    r"(?<!\d)(\d{1,2})\s*[/.\-]\s*(\d{1,2})\s*[/.\-]\s*(\d{4})(?!\d)"
+    r"|ngày\s+(\d{1,2})\s+tháng\s+(\d{1,2})\s+năm\s+(\d{4})",
+    re.I,
+)
+_TIME = re.compile(r"(?<!\d)([01]?\d|2[0-3])\s*[:hg]\s*([0-5]\d)(?:\s*:\s*([0-5]\d))?(?!\d)")
+_DATE_WORDS = re.compile(
+    r"thứ\s+\w+|chủ nhật|gmt\s*[+-]?\s*\d*|utc|ngày|cập nhật|đăng|lúc|giờ|\bam\b|\bpm\b", re.I
+)
+_RELATIVE = re.compile(r"trước|vừa xong|hôm qua|hôm nay|ago", re.I)
+_CLOCK_CLASS = re.compile(r"clock|time-?now|today|current-?date|header|top-?bar|topbar|weather")
+_DATE_META = (
+    "article:published_time",
+    "og:published_time",
+    "datepublished",
+    "pubdate",
+    "publishdate",
+    "publish-date",
+    "dc.date.issued",
+    "dc.date",
+    "date",
+)
+_DEFAULT_OFFSET = "+07:00"
+_DATE_LINE_MAX = 160
+_DATE_SCAN_LIMIT = 60
+
+_VIETNAMESE_LETTERS = re.compile(r"[ăâđêôơưạảấầẩẫậắằẳẵặẹẻẽếềểễệỉịọỏốồổỗộớờởỡợụủứừửữựỳỵỷỹ]")
 
 
 @dataclass(frozen=True)
@@ -34,6 +130,94 @@ class Article:
         return not self.text.strip()
 
 
+@dataclass
+class _Credits:
+    """Author and credited outlet, first found wins."""
+
+    author: str | None = None
+    source: str | None = None
+
+    def take(self, text: str) -> bool:
+        """Record ``text`` if it is a credit line; return whether it was one."""
+        author, source = parse_credit(text)
+        if author is None and source is None:
+            return False
+        self.author = self.author or author
+        self.source = self.source or source
+        return True
+
+
+# --- public API -------------------------------------------------------------------------------
+
+
+def extract_article(html: bytes | str, url: str, *, encoding: str | None = None) -> Article:
+    """Extract the article of one page.
+
+    ``encoding`` is the HTTP charset when known; otherwise the meta charset is used, then
+    UTF-8, then windows-1258. Never raises: garbage input gives an empty :class:`Article`.
+    """
+    try:
+        tree = _parse(decode_html(html, encoding))
+        return _extract(tree, url) if tree is not None else Article()
+    except Exception:  # noqa: BLE001 - arbitrary input must never break a crawl
+        return Article()
+
+
+def decode_html(data: bytes | str, encoding: str | None = None) -> str:
+    """Decode page bytes (HTTP charset, else meta charset, else UTF-8/cp1258) and NFC them."""
+    if isinstance(data, str):
+        return unicodedata.normalize("NFC", data)
+    meta = _META_CHARSET.search(data[:4096])
+    candidates = [encoding, meta.group(1).decode("ascii") if meta else None, "utf-8", "cp1258"]
+    for name in candidates:
+        codec = _codec(name)
+        if codec is None:
+            continue
+        try:
+            # cp1258 yields base letters + combining tone marks: NFC composes them.
+            return unicodedata.normalize("NFC", data.decode(codec))
+        except (LookupError, UnicodeDecodeError):
+            continue
+    return unicodedata.normalize("NFC", data.decode("utf-8", "replace"))
+
+
+def parse_credit(text: str) -> tuple[str | None, str | None]:
+    """Read a sign-off line: ``"Nguồn: X"``/``"Theo X"`` → source, a name → author.
+
+    ``"Hà Phương/VOV.VN"`` gives both. Returns ``(None, None)`` for anything else.
+    """
+    text = normalize_text(text).strip(" .;")
+    if not text or len(text) > 80 or "\n" in text:
+        return None, None
+    for pattern in (_SOURCE_LINE, _THEO_LINE):
+        match = pattern.match(text)
+        if match and len(match.group(1)) <= 50:
+            return None, match.group(1).strip(" .")
+    text = _AUTHOR_LABEL.sub("", text)
+    if text.lower() in _ANONYMOUS:
+        return None, None
+    parts = re.split(r"\s*/\s*|\s+[-–]\s+", text, maxsplit=1)
+    name = parts[0]
+    outlet = parts[1].strip(" .()") if len(parts) > 1 else None
+    if outlet:
+        theo = _THEO_LINE.match(outlet)
+        outlet = theo.group(1) if theo else outlet
+    if is_person_name(name):
+        return name, outlet or None
+    return None, None
+
+
+def is_person_name(text: str) -> bool:
+    """True for a short run of capitalised words that looks like a person's name."""
+    words = text.split()
+    if not 2 <= len(words) <= 5 or len(text) > 40 or _NON_PERSON.match(text):
+        return False
+    return all(w[0].isupper() and w.replace(".", "").replace("-", "").isalpha() for w in words)
+
+
+# --- pipeline ---------------------------------------------------------------------------------
+
+
 def _codec(name: str | None) -> str | None:
     if not name:
         return None
@@ -41,53 +225,472 @@ def _codec(name: str | None) -> str | None:
     return _CODEC_ALIASES.get(name, name)
 
 
-def decode_html(data: bytes | str, encoding: str | None = None) -> str:
-    """Decode page bytes: the HTTP charset first, then the meta charset, then UTF-8/cp1258."""
-    if isinstance(data, str):
-        return normalize_text_keep_lines(data)
-    candidates = [_codec(encoding)]
-    meta = _META_CHARSET.search(data[:4096])
-    if meta:
-        candidates.append(_codec(meta.group(1).decode("ascii", "ignore")))
-    candidates += ["utf-8", "cp1258"]
-    for codec in candidates:
-        if not codec:
+def _parse(markup: str) -> etree._Element | None:
+    markup = markup.replace("\x00", "")
+    if not markup.strip():
+        return None
+    try:
+        tree = lxml_html.document_fromstring(markup)
+    except (etree.ParserError, ValueError):
+        return None
+    return tree
+
+
+def _extract(tree: etree._Element, url: str) -> Article:
+    head = _HeadData(tree)
+    title = _title(tree, head)
+    title_node = _find_title_node(tree, title)
+    published = _published(tree, head, title_node)
+    tags = _tags(tree, head)
+    credits = _Credits()
+    _byline_credits(tree, head, credits)
+    leads = _lead_texts(tree)
+    _prune(tree, credits)
+    doc = trafilatura.bare_extraction(
+        tree, url=url, include_comments=False, include_images=False, with_metadata=False
+    )
+    lines = _clean_lines(_doc_lines(doc), title, credits)
+    lines = _with_leads(leads, lines)
+    text = normalize_text("\n".join(lines))
+    return Article(
+        title=title,
+        text=text,
+        published=published,
+        author=credits.author,
+        original_source=credits.source,
+        tags=tags,
+        language=_language(tree, text),
+        canonical_url=head.canonical(url),
+    )
+
+
+def _doc_lines(doc: object) -> list[str]:
+    raw = getattr(doc, "text", None) or ""
+    return [line for line in normalize_text(raw).split("\n") if line.strip()]
+
+
+class _HeadData:
+    """The page's <meta>, <link rel=canonical> and JSON-LD, read once."""
+
+    def __init__(self, tree: etree._Element) -> None:
+        self.meta: dict[str, list[str]] = {}
+        for node in tree.iter("meta"):
+            key = (node.get("property") or node.get("name") or node.get("itemprop") or "").lower()
+            content = node.get("content")
+            if key and content and content.strip():
+                self.meta.setdefault(key, []).append(normalize_text(content))
+        self.canonical_href = next(
+            (
+                node.get("href")
+                for node in tree.iter("link")
+                if (node.get("rel") or "").lower() == "canonical" and node.get("href")
+            ),
+            None,
+        )
+        self.jsonld = list(_jsonld_objects(tree))
+
+    def first(self, *keys: str) -> str | None:
+        """The first meta content under any of ``keys``."""
+        for key in keys:
+            if self.meta.get(key):
+                return self.meta[key][0]
+        return None
+
+    def jsonld_value(self, key: str) -> object:
+        """The first JSON-LD value under ``key``."""
+        return next((obj[key] for obj in self.jsonld if obj.get(key)), None)
+
+    def canonical(self, url: str) -> str | None:
+        """rel=canonical, else og:url, made absolute against the page URL."""
+        href = self.canonical_href or self.first("og:url")
+        return urljoin(url, href.strip()) if href and href.strip() else None
+
+
+def _jsonld_objects(tree: etree._Element) -> Iterator[dict]:
+    for script in tree.iter("script"):
+        if (script.get("type") or "").lower() != "application/ld+json" or not script.text:
             continue
         try:
-            return normalize_text_keep_lines(data.decode(codec))
-        except (LookupError, UnicodeDecodeError):
+            data = json.loads(script.text)
+        except ValueError:
             continue
-    return normalize_text_keep_lines(data.decode("utf-8", "replace"))
+        yield from _flatten_jsonld(data)
 
 
-def normalize_text_keep_lines(text: str) -> str:
-    """NFC the markup itself (cp1258 and NFD pages yield combining marks)."""
-    return unicodedata.normalize("NFC", text)
+def _flatten_jsonld(data: object) -> Iterator[dict]:
+    if isinstance(data, list):
+        for item in data:
+            yield from _flatten_jsonld(item)
+    elif isinstance(data, dict):
+        yield data
+        yield from _flatten_jsonld(data.get("@graph", []))
 
 
-def extract_article(html: bytes | str, url: str, *, encoding: str | None = None) -> Article:
-    """Extract the article of one page; never raises, returns an empty Article on garbage."""
+# --- title ------------------------------------------------------------------------------------
+
+
+def _title(tree: etree._Element, head: _HeadData) -> str:
+    candidates = [head.first("og:title", "twitter:title")]
+    candidates += [_text(h1) for h1 in tree.iter("h1")][:1]
+    headline = head.jsonld_value("headline")
+    candidates.append(headline if isinstance(headline, str) else None)
+    title_tag = next(tree.iter("title"), None)
+    if title_tag is not None:
+        candidates.append(re.split(r"\s+[|–-]\s+", _text(title_tag))[0])
+    return next((normalize_text(c) for c in candidates if c and c.strip()), "")
+
+
+def _find_title_node(tree: etree._Element, title: str) -> etree._Element | None:
+    """The visible element holding the title (the date line follows it)."""
+    if not title:
+        return None
+    wanted = title.casefold()
+    body = tree.find("body")
+    for node in (body if body is not None else tree).iter(etree.Element):
+        if node.tag in ("title", "script", "style", "a") or len(node) > 3:
+            continue
+        if _text(node).casefold() == wanted:
+            return node
+    return None
+
+
+# --- date -------------------------------------------------------------------------------------
+
+
+def _published(
+    tree: etree._Element, head: _HeadData, title_node: etree._Element | None
+) -> str | None:
+    structured = _structured_date(tree, head)
+    if structured and "T" in structured:
+        return structured
+    visible = _visible_date(tree, title_node)
+    if visible and (structured is None or visible.startswith(structured)):
+        return visible
+    return structured or _fallback_date(tree)
+
+
+def _structured_date(tree: etree._Element, head: _HeadData) -> str | None:
+    candidates = [head.first(*_DATE_META), head.jsonld_value("datePublished")]
+    for node in tree.xpath('//*[@itemprop="datePublished"]')[:1]:
+        candidates.append(node.get("content") or node.get("datetime") or _text(node))
+    for value in candidates:
+        parsed = _iso(value) if isinstance(value, str) else None
+        if parsed:
+            return parsed
+    return None
+
+
+def _iso(value: str) -> str | None:
+    """ISO 8601 with an offset (Vietnam's when none is given) or a bare date."""
+    value = value.strip()
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        return value
     try:
-        return _extract(decode_html(html, encoding), url)
-    except Exception:  # noqa: BLE001 - garbage input must never break a crawl
-        return Article()
+        moment = datetime.fromisoformat(value.replace(" ", "T", 1))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        return moment.strftime("%Y-%m-%dT%H:%M:%S") + _DEFAULT_OFFSET
+    return moment.isoformat(timespec="seconds")
 
 
-def _extract(markup: str, url: str) -> Article:
-    tree = lxml_html.fromstring(markup) if markup.strip() else None
-    if tree is None:
-        return Article()
-    doc = trafilatura.bare_extraction(
-        tree, url=url, include_comments=False, with_metadata=True
+def _visible_date(tree: etree._Element, title_node: etree._Element | None) -> str | None:
+    """The first absolute date line after the title (never a header clock or "3 giờ trước")."""
+    for node in _date_line_candidates(tree, title_node):
+        text = _text(node)
+        if len(text) > _DATE_LINE_MAX or _RELATIVE.search(text):
+            continue
+        parsed = parse_vietnamese_date(text)
+        if parsed:
+            return parsed
+    return None
+
+
+def _date_line_candidates(
+    tree: etree._Element, title_node: etree._Element | None
+) -> Iterator[etree._Element]:
+    if title_node is not None:
+        following = title_node.itersiblings()
+        parent = title_node.getparent()
+        # Date lines sit right after the title, sometimes one level up (title in a header div).
+        siblings = list(following)[:_DATE_SCAN_LIMIT]
+        if parent is not None:
+            siblings += list(parent.itersiblings())[:5]
+        for sibling in siblings:
+            yield from sibling.iter(etree.Element)
+        return
+    for node in tree.iter(etree.Element):
+        marks = _marks(node)
+        if re.search(r"date|time|ngay|publish|post", marks) and not _in_clock(node):
+            yield node
+
+
+def _in_clock(node: etree._Element) -> bool:
+    return any(_CLOCK_CLASS.search(_marks(n)) or n.tag == "header" for n in _lineage(node))
+
+
+def parse_vietnamese_date(text: str) -> str | None:
+    """Parse a Vietnamese date line ("Thứ Hai, 20/07/2024 08:15", "08:15 - 20/07/2024",
+    "ngày 20 tháng 7 năm 2024") into ISO 8601 with +07:00, or a bare date without a time."""
+    match = _DATE.search(text)
+    if not match:
+        return None
+    groups = [g for g in match.groups() if g is not None]
+    day, month, year = (int(g) for g in groups)
+    try:
+        datetime(year, month, day)
+    except ValueError:
+        return None
+    date = f"{year:04d}-{month:02d}-{day:02d}"
+    clock = _nearby_time(text, match.start(), match.end())
+    return f"{date}T{clock}{_DEFAULT_OFFSET}" if clock else date
+
+
+def _nearby_time(text: str, start: int, end: int) -> str | None:
+    after = _TIME.search(text[end : end + 25])
+    before = list(_TIME.finditer(text[max(0, start - 25) : start]))
+    match = after or (before[-1] if before else None)
+    if not match:
+        return None
+    hour, minute, second = match.group(1), match.group(2), match.group(3) or "00"
+    return f"{int(hour):02d}:{minute}:{second}"
+
+
+def _fallback_date(tree: etree._Element) -> str | None:
+    from htmldate import find_date
+
+    try:
+        return find_date(tree, extensive_search=False, original_date=True)
+    except Exception:  # noqa: BLE001 - htmldate is a best-effort last resort
+        return None
+
+
+# --- tags -------------------------------------------------------------------------------------
+
+
+def _tags(tree: etree._Element, head: _HeadData) -> list[str]:
+    for node in tree.iter(etree.Element):
+        if re.search(r"tags?\b|tag-|keyword|tu-?khoa", _marks(node)) and not _in_clock(node):
+            tags = [_text(a) for a in node.iter("a")] or _label_list(_text(node))
+            if tags := _unique(tags):
+                return tags
+    listed = head.meta.get("article:tag") or []
+    keywords = head.jsonld_value("keywords") or head.first("news_keywords", "keywords") or ""
+    if isinstance(keywords, list):
+        listed = listed or [str(k) for k in keywords]
+    return _unique(listed or _label_list(str(keywords)))
+
+
+def _label_list(text: str) -> list[str]:
+    text = re.sub(r"^\s*(từ khó[aá]|tags?|keywords?)\s*:?", "", text, flags=re.I)
+    return [part for part in re.split(r"[,;]", text)]
+
+
+def _unique(items: Iterable[str]) -> list[str]:
+    seen: dict[str, None] = {}
+    for item in items:
+        item = normalize_text(item).strip(" #,;")
+        if item and len(item) <= 60:
+            seen.setdefault(item, None)
+    return list(seen)
+
+
+# --- credits ----------------------------------------------------------------------------------
+
+
+def _byline_credits(tree: etree._Element, head: _HeadData, credits: _Credits) -> None:
+    """Author/source from byline elements and structured metadata."""
+    author = head.jsonld_value("author")
+    for candidate in author if isinstance(author, list) else [author]:
+        name = candidate.get("name") if isinstance(candidate, dict) else candidate
+        if isinstance(name, str) and is_person_name(normalize_text(name)):
+            credits.author = credits.author or normalize_text(name)
+    for node in tree.iter(etree.Element):
+        if _BYLINE_CLASS.search(_marks(node)) and len(node) <= 3:
+            credits.take(_text(node))
+    meta_author = head.first("author", "article:author", "dc.creator")
+    if meta_author and is_person_name(meta_author):
+        credits.author = credits.author or meta_author
+
+
+def _is_sign_off(node: etree._Element) -> bool:
+    """A short right-aligned or all-bold/italic line, the usual place for author/source."""
+    text = _text(node)
+    if not text or len(text) > 80 or node.tag not in ("p", "div"):
+        return False
+    style = (node.get("style") or "").lower()
+    if _RIGHT_ALIGNED.search(style) or re.search(r"right", node.get("class") or ""):
+        return True
+    children = [c for c in node if isinstance(c.tag, str)]
+    return (
+        len(children) == 1
+        and children[0].tag in ("b", "strong", "em", "i")
+        and _text(children[0]) == text
     )
-    if doc is None:
-        return Article()
-    return Article(
-        title=normalize_text(doc.title or ""),
-        text=normalize_text(doc.text or ""),
-        published=doc.date,
-        author=normalize_text(doc.author) if doc.author else None,
-        tags=[normalize_text(t) for t in doc.tags or []],
-        language=doc.language,
-        canonical_url=doc.url,
-    )
+
+
+# --- pruning ----------------------------------------------------------------------------------
+
+
+def _prune(tree: etree._Element, credits: _Credits) -> None:
+    body = tree.find("body")
+    root = body if body is not None else tree
+    doomed: list[etree._Element] = []
+    for node in root.iter(etree.Element):
+        if _is_widget(node) or (_is_sign_off(node) and credits.take(_text(node))):
+            doomed.append(node)
+    doomed += _headed_boilerplate(root)
+    for node in doomed:
+        _drop(node)
+    _unwrap_layout_tables(root)
+
+
+def _is_widget(node: etree._Element) -> bool:
+    """Form controls, captions and blocks whose class marks them as non-article widgets."""
+    return node.tag in _WIDGET_TAGS or _is_boilerplate_block(node) or _is_caption(node)
+
+
+def _is_boilerplate_block(node: etree._Element) -> bool:
+    marks = _marks(node)
+    if not marks or node.tag in ("body", "html", "main", "article", "form"):
+        return False
+    if not _BOILERPLATE_CLASS.search(marks) or _LEAD_CLASS.search(marks):
+        return False
+    # A container holding the article itself is never dropped for a stray class word.
+    return len(_text(node)) < 2000 or _link_density(node) > 0.5
+
+
+def _is_caption(node: etree._Element) -> bool:
+    if _CAPTION_CLASS.search(_marks(node)) and len(_text(node)) < 300:
+        return True
+    if node.tag not in ("p", "div", "figure", "table", "center"):
+        return False
+    return node.find(".//img") is not None and len(_text(node)) < 250
+
+
+def _headed_boilerplate(root: etree._Element) -> list[etree._Element]:
+    """Blocks opened by a heading such as "Tin khác" or "Bình luận" (the heading and its list)."""
+    doomed = []
+    for node in root.iter("h2", "h3", "h4", "h5", "h6", "p", "span", "strong", "div"):
+        text = _text(node)
+        if not text or len(text) > 60 or not _BOILERPLATE_HEADING.match(text):
+            continue
+        if node.tag in ("div", "p", "span", "strong") and len(node) > 2:
+            continue
+        block = _heading_block(node)
+        if block is not None:
+            doomed.append(block)
+    return doomed
+
+
+def _heading_block(heading: etree._Element) -> etree._Element | None:
+    """The smallest ancestor that is the heading plus links, not the article text."""
+    node = heading
+    while node.getparent() is not None and node.tag not in _BLOCK_TAGS - {"p"}:
+        node = node.getparent()
+    parent = node.getparent()
+    if parent is None or parent.tag in ("body", "html"):
+        return node
+    rest = len(_text(parent)) - len(_text(node))
+    link_text = sum(len(_text(a)) for a in parent.iter("a"))
+    if rest - link_text < 200:
+        return parent
+    return node
+
+
+def _unwrap_layout_tables(root: etree._Element) -> None:
+    """Tables used for page layout (cells holding paragraphs) become plain divs."""
+    for table in list(root.iter("table")):
+        cells = table.findall(".//td")
+        if not cells or table.find(".//table") is not None:
+            continue
+        holds_blocks = any(c.find("div") is not None or c.find("p") is not None for c in cells)
+        if holds_blocks and len(cells) <= 4:
+            for node in table.iter("table", "tbody", "thead", "tr", "td", "th"):
+                node.tag = "div"
+
+
+def _drop(node: etree._Element) -> None:
+    """Remove ``node`` but keep its tail text."""
+    parent = node.getparent()
+    if parent is None:
+        return
+    tail = node.tail
+    previous = node.getprevious()
+    if tail:
+        if previous is not None:
+            previous.tail = (previous.tail or "") + tail
+        else:
+            parent.text = (parent.text or "") + tail
+    parent.remove(node)
+
+
+# --- body text --------------------------------------------------------------------------------
+
+
+def _clean_lines(lines: list[str], title: str, credits: _Credits) -> list[str]:
+    if lines and title and lines[0].casefold() == title.casefold():
+        lines = lines[1:]
+    kept = [line for line in lines if not _is_noise_line(line)]
+    while kept and credits.take(kept[-1]):
+        kept.pop()
+    return kept
+
+
+def _is_noise_line(line: str) -> bool:
+    if len(line) > 100:
+        return False
+    if _BOILERPLATE_LINE.search(line):
+        return True
+    # A line that is nothing but a date stamp.
+    stripped = _DATE_WORDS.sub("", _DATE.sub("", _TIME.sub("", line)))
+    return bool(_DATE.search(line)) and len(re.findall(r"\w+", stripped)) <= 2
+
+
+def _lead_texts(tree: etree._Element) -> list[str]:
+    leads = []
+    for node in tree.iter(etree.Element):
+        if _LEAD_CLASS.search(_marks(node)) and node.tag not in ("meta", "body", "html"):
+            text = _text(node)
+            if 40 <= len(text) <= 1500 and not any(text in lead for lead in leads):
+                leads.append(text)
+    return leads
+
+
+def _with_leads(leads: list[str], lines: list[str]) -> list[str]:
+    body = _squash(" ".join(lines))
+    missing = [lead for lead in leads if _squash(lead)[:80] not in body]
+    return missing[:1] + lines
+
+
+def _language(tree: etree._Element, text: str) -> str | None:
+    lang = (tree.get("lang") or tree.get("xml:lang") or "").strip().lower()
+    if lang:
+        return re.split(r"[-_]", lang)[0] or None
+    return "vi" if _VIETNAMESE_LETTERS.search(text.lower()) else None
+
+
+# --- small helpers ----------------------------------------------------------------------------
+
+
+def _text(node: etree._Element) -> str:
+    return " ".join(normalize_text(node.text_content()).split())
+
+
+def _squash(text: str) -> str:
+    return " ".join(text.casefold().split())
+
+
+def _marks(node: etree._Element) -> str:
+    return f"{node.get('class') or ''} {node.get('id') or ''}".lower().strip()
+
+
+def _lineage(node: etree._Element) -> Iterator[etree._Element]:
+    while node is not None:
+        yield node
+        node = node.getparent()
+
+
+def _link_density(node: etree._Element) -> float:
+    total = len(_text(node)) or 1
+    return sum(len(_text(a)) for a in node.iter("a")) / total
