@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from functools import lru_cache
 
 # Combining tone marks (Vietnamese has five tones besides the level one). Vowel-quality marks
 # (circumflex U+0302, breve U+0306, horn U+031B) are part of the letter and are kept.
@@ -24,19 +25,28 @@ _TONE_DIGITS = {
     "\u0303": "4",  # ngã
     "\u0323": "5",  # nặng
 }
-_ETH = str.maketrans({"ð": "đ", "Ð": "Đ"})
 _SPACES = re.compile(r"[\u00a0\u2000-\u200b\u202f\u205f\u3000\ufeff\t\f\v ]+")
-_TOKEN = re.compile(r"\w+")
+# A combining mark that NFC could not compose (a tone typed on a consonant) stays in its word.
+_TOKEN = re.compile(r"[\w\u0300-\u036f]+")
+
+
+def _repair_eth(text: str) -> str:
+    # str.replace is two orders of magnitude faster than str.translate on long texts.
+    return text.replace("ð", "đ").replace("Ð", "Đ")
 
 
 def normalize_text(text: str) -> str:
     """Return ``text`` in NFC with eth repaired and odd spaces made plain, lines trimmed."""
-    text = unicodedata.normalize("NFC", text).translate(_ETH)
+    text = _repair_eth(unicodedata.normalize("NFC", text))
     lines = (_SPACES.sub(" ", line).strip() for line in text.splitlines())
     return "\n".join(lines).strip()
 
 
+@lru_cache(maxsize=1 << 16)
 def _syllable_key(syllable: str) -> str:
+    # Vietnamese has a few thousand syllables, so the cache makes keying a long text cheap.
+    if syllable.isascii():
+        return syllable
     decomposed = unicodedata.normalize("NFD", syllable)
     tone = ""
     kept = []
@@ -50,7 +60,8 @@ def _syllable_key(syllable: str) -> str:
 
 def match_tokens(text: str) -> list[str]:
     """Split ``text`` into matching-key tokens (see :func:`match_key`)."""
-    folded = normalize_text(text).casefold()
+    # Only NFC, eth and case matter here: spaces and punctuation never reach a token.
+    folded = unicodedata.normalize("NFC", text).casefold().replace("ð", "đ")
     # \w on the NFC form covers precomposed Vietnamese letters, so a token never ends
     # inside a letter: "số" is one token and never matches inside "sống".
     return [_syllable_key(token) for token in _TOKEN.findall(folded)]
