@@ -194,7 +194,7 @@ class Source(_Model):
     province: str | None = None
     domains: list[Host] = []
     aliases: list[Host] = []
-    scheme: Literal["http", "https"] = "https"
+    scheme: Literal["http", "https"] | None = None
     cms: str = "generic"
     case_insensitive_paths: bool = False
     schedule: Schedule = Schedule()
@@ -214,6 +214,8 @@ class Source(_Model):
         declared = [*self.domains, *self.allowed_domains]
         discovered = [urlsplit(u).hostname or "" for u in self._discovery_urls()]
         self.domains = list(dict.fromkeys(declared or discovered))
+        if self.scheme is None:
+            self.scheme = "http" if self._discovery_urls()[0].startswith("http:") else "https"
         if self.kind == "national" and self.province is not None:
             raise ValueError("national media have no province (field 'province')")
         return self
