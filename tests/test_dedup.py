@@ -1,0 +1,177 @@
+"""Duplicate detection and stories: constructed pairs, gold mirror articles, persistent index."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+from typer.testing import CliRunner
+
+from monitor.cli import app
+from monitor.dedup import assign_story, content_hash, is_duplicate, similarity
+from storage.db import init_db, make_engine, session_factory
+from storage.models import Article, LshBucket, Source, Story
+
+PAIRS_FILE = Path(__file__).parent / "data" / "dedup_pairs.jsonl"
+GOLD_DUPLICATES = {
+    frozenset({"hy-hoi-nghi-thuong-truc-cds", "bhy-hoi-nghi-thuong-truc-cds"}),
+    frozenset({"hg-repost-vov-cds", "vov-thu-tuong-cds-cai-cach-bo-may"}),
+}
+
+
+def _pairs() -> list[dict]:
+    return [json.loads(line) for line in PAIRS_FILE.read_text("utf-8").splitlines() if line]
+
+
+def _gold_text(article: dict) -> str:
+    return "\n".join(article["body"])
+
+
+@pytest.mark.parametrize("pair", _pairs(), ids=lambda p: f"{p['event']}: {p['edit']}")
+def test_constructed_pair(pair: dict) -> None:
+    assert is_duplicate(pair["a_text"], pair["b_text"]) is pair["duplicate"]
+    assert is_duplicate(pair["b_text"], pair["a_text"]) is pair["duplicate"]
+
+
+def test_constructed_pairs_cover_both_kinds() -> None:
+    labels = [p["duplicate"] for p in _pairs()]
+    assert len(labels) >= 30 and labels.count(False) >= 10 and labels.count(True) >= 20
+
+
+def test_gold_duplicates_are_exactly_the_syndicated_copies(gold: dict[str, dict]) -> None:
+    found = {
+        frozenset({a, b})
+        for a, b in itertools.combinations(sorted(gold), 2)
+        if is_duplicate(_gold_text(gold[a]), _gold_text(gold[b]))
+    }
+    assert found == GOLD_DUPLICATES
+
+
+def test_similarity_ignores_case_tone_convention_and_spacing() -> None:
+    a = "Ủy ban nhân dân tỉnh đẩy mạnh số hóa hồ sơ, hòa mạng dữ liệu."
+    b = "UỶ BAN NHÂN DÂN TỈNH  đẩy mạnh số hoá\u00a0hồ sơ,\nhoà mạng dữ liệu."
+    assert similarity(a, b) == 1.0
+    assert content_hash(a) == content_hash(b)
+    assert similarity(a, "Giá vàng trong nước tăng mạnh theo đà thế giới.") == 0.0
+
+
+# --- stories in the database ----------------------------------------------------------------
+
+
+def _add_article(session: Session, source: str, slug: str, text: str, published: str) -> Article:
+    """Insert an article as the storage pipeline does, then assign its story."""
+    src = session.scalar(select(Source).where(Source.name == source))
+    if src is None:
+        src = Source(name=source, created_at=datetime(2025, 1, 1))
+        session.add(src)
+        session.flush()
+    url = f"https://{source}.example.vn/{slug}.html"
+    article = Article(
+        source_id=src.id, url=url, url_key=url, title=slug, text=text, raw_html=b"",
+        published=published, published_at=datetime.fromisoformat(published),
+        content_hash=content_hash(text), fetched_at=datetime(2025, 1, 1),
+    )
+    session.add(article)
+    session.flush()
+    assign_story(session, article)
+    return article
+
+
+def test_gold_articles_form_one_story_per_syndicated_group(
+    session: Session, gold: dict[str, dict]
+) -> None:
+    for key, item in gold.items():
+        published = item["published"][:19] if "T" in item["published"] else item["published"]
+        _add_article(session, item["host"].replace(".", "-"), key, _gold_text(item), published)
+    session.commit()
+    stories: dict[int, set[str]] = {}
+    for article in session.scalars(select(Article)):
+        stories.setdefault(article.story_id, set()).add(article.title)
+    shared = {frozenset(keys) for keys in stories.values() if len(keys) > 1}
+    assert shared == GOLD_DUPLICATES
+    assert len(stories) == len(gold) - 2
+
+
+def test_copies_share_a_story_whose_representative_is_the_earliest(session: Session) -> None:
+    pair = next(p for p in _pairs() if p["edit"] == "credit line")
+    other = next(p for p in _pairs() if p["edit"].startswith("same event, different"))
+    repost = _add_article(session, "portal", "repost", pair["b_text"], "2025-07-16T09:00:00")
+    original = _add_article(session, "paper", "original", pair["a_text"], "2025-07-15T10:00:00")
+    exact = _add_article(session, "vov", "exact", pair["a_text"], "2025-07-15T12:00:00")
+    unrelated = _add_article(session, "paper", "unrelated", other["b_text"], "2025-07-15T11:00:00")
+    session.commit()
+    assert repost.story_id == original.story_id == exact.story_id != unrelated.story_id
+    story = session.get(Story, original.story_id)
+    assert story.representative_id == original.id
+    copies = session.scalars(select(Article).where(Article.story_id == story.id))
+    assert {a.url for a in copies} == {repost.url, original.url, exact.url}
+
+
+def test_index_survives_a_restart(database_url: str) -> None:
+    pair = next(p for p in _pairs() if p["edit"] == "last paragraph dropped")
+    engine = make_engine(database_url)
+    init_db(engine)
+    with session_factory(engine)() as session:
+        first = _add_article(session, "paper", "a", pair["a_text"], "2025-07-15T10:00:00")
+        session.commit()
+        story_id, bucket_rows = first.story_id, session.scalar(select(func.count(LshBucket.band)))
+    engine.dispose()
+
+    engine = make_engine(database_url)
+    init_db(engine)
+    with session_factory(engine)() as session:
+        copy = _add_article(session, "portal", "b", pair["b_text"], "2025-07-14T08:00:00")
+        session.commit()
+        assert copy.story_id == story_id
+        assert session.get(Story, story_id).representative_id == copy.id
+    engine.dispose()
+    assert bucket_rows > 0
+
+
+# --- command line ---------------------------------------------------------------------------
+
+
+def test_cli_dedup_pairs_writes_one_verdict_per_line(tmp_path: Path) -> None:
+    pairs = _pairs()[:4] + [p for p in _pairs() if not p["duplicate"]][:2]
+    file = tmp_path / "pairs.jsonl"
+    file.write_text("\n".join(json.dumps(p, ensure_ascii=False) for p in pairs), "utf-8")
+    result = CliRunner().invoke(app, ["dedup", "pairs", str(file)])
+    assert result.exit_code == 0, result.output
+    verdicts = [json.loads(line) for line in result.output.splitlines()]
+    assert [v["duplicate"] for v in verdicts] == [p["duplicate"] for p in pairs]
+    assert all(0.0 <= v["similarity"] <= 1.0 for v in verdicts)
+
+
+def test_cli_stories_list_and_show(
+    session: Session, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pair = next(p for p in _pairs() if p["edit"] == "title line added")
+    original = _add_article(session, "paper", "original", pair["a_text"], "2025-07-15T10:00:00")
+    _add_article(session, "portal", "repost", pair["b_text"], "2025-07-16T09:00:00")
+    session.commit()
+    monkeypatch.setenv("DTMON_DATABASE_URL", database_url)
+    runner = CliRunner()
+
+    listed = runner.invoke(app, ["stories", "list", "--json", "--limit", "5"])
+    assert listed.exit_code == 0, listed.output
+    [story] = json.loads(listed.output)
+    assert story["id"] == original.story_id and story["title"] == "original"
+    assert story["copies"] == 2 and story["sources"] == ["paper", "portal"]
+    assert story["first_published"].startswith("2025-07-15T10:00")
+
+    shown = runner.invoke(app, ["stories", "show", str(original.story_id), "--json"])
+    assert shown.exit_code == 0, shown.output
+    copies = json.loads(shown.output)["copies"]
+    assert [(c["source"], c["title"]) for c in copies] == [
+        ("paper", "original"),
+        ("portal", "repost"),
+    ]
+    assert copies[1]["url"] == "https://portal.example.vn/repost.html"
+
+    assert runner.invoke(app, ["stories", "show", "999"]).exit_code == 1
+    assert "original" in runner.invoke(app, ["stories", "list"]).output
