@@ -1,0 +1,289 @@
+"""Generic link discovery on listing pages: article links and the next page, with no per-site
+selectors.
+
+A link is judged by three independent signals, none of which decides alone:
+
+* its **URL shape** — article URLs carry a numeric id (``-c8524487.html``, ``post123.vov``,
+  ``?nid=428620``), a GUID, a date (``/2024/05/12/``) or a long hyphenated slug; category pages
+  have short paths or words like ``chuyen-muc``/``tag``;
+* its **text** — a headline is several words and not a navigation label ("Trang chủ", "Xem thêm");
+* its **place** — links inside navigation, header, footer, sidebars, pagers or "Tin khác"-style
+  boxes are dropped, and links that sit in repeated sibling blocks (cards, list items) are
+  favoured.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from urllib.parse import urljoin, urlsplit
+
+from lxml import html as lxml_html
+
+from crawler.vietnamese import match_key, normalize_text
+
+_SKIPPED_SCHEMES = ("javascript:", "mailto:", "tel:", "data:", "#")
+_ASSET_EXTENSIONS = re.compile(
+    r"\.(jpe?g|png|gif|webp|svg|ico|pdf|docx?|xlsx?|pptx?|zip|rar|7z|mp[34]|avi|css|js|xml|rss)$",
+    re.I,
+)
+_NUMERIC_ID = re.compile(r"(?<![0-9])(?!(?:19|20)\d\d(?![0-9]))\d{4,}")
+_GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I)
+_DATE_IN_PATH = re.compile(r"/(?:19|20)\d\d[/-](?:0?[1-9]|1[0-2])(?:[/-]|$)|/(?:19|20)\d{6}(?:/|$)")
+_WORD_SPLIT = re.compile(r"[-_+]+")
+_PAGE_EXTENSIONS = re.compile(r"\.(html?|aspx?|php|jsp|vov|cfm)$", re.I)
+# Path words that mark category, tag, search and utility pages rather than articles.
+_CATEGORY_WORDS = {
+    "chuyen-muc", "danh-muc", "chuyen-de", "chu-de", "category", "categories", "tag", "tags",
+    "topic", "topics", "tim-kiem", "search", "lien-he", "contact", "login", "dang-nhap",
+    "dang-ky", "rss", "feed", "sitemap", "gioi-thieu", "so-do-site", "author", "tac-gia",
+}
+# Class/id words of page regions that hold navigation rather than the listing.
+_CHROME_REGION = re.compile(
+    r"(?:^|[\s_-])(?:menu|menus|nav|navbar|navigation|sidebar|breadcrumbs?|pagination|pager|"
+    r"paging|footer|header|topbar|top-bar|top-links|lienket|lien-ket|weblink|tinkhac|tin-khac|"
+    r"tinlienquan|tin-lien-quan|related|other-news|most-read|docnhieu|doc-nhieu|xemnhieu|"
+    r"xem-nhieu|social|share|sharing|toolbar)(?:$|[\s_-])",
+    re.I,
+)
+_CHROME_TAGS = {"nav", "header", "footer", "aside"}
+# Headings of boxes that list *other* articles (not the listing itself).
+_SIDEBAR_HEADINGS = {
+    match_key(text)
+    for text in (
+        "Tin khác", "Các tin khác", "Tin liên quan", "Bài liên quan", "Tin cùng chuyên mục",
+        "Đọc nhiều", "Đọc nhiều nhất", "Xem nhiều", "Xem nhiều nhất", "Tin nổi bật",
+        "Tin đọc nhiều", "Có thể bạn quan tâm", "Liên kết website", "Liên kết",
+    )
+}
+_NAV_LABELS = {
+    match_key(text)
+    for text in (
+        "Trang chủ", "Liên hệ", "Xem thêm", "Xem tiếp", "Chi tiết", "Xem chi tiết", "Đọc tiếp",
+        "Đọc thêm", "Trang sau", "Trang trước", "Trang tiếp", "Tiếp", "Tiếp theo", "Sau",
+        "Trước", "Tất cả", "Tất cả chuyên mục", "Quay lại", "Về đầu trang", "In bài", "Gửi bài",
+        "Chia sẻ", "Bình luận", "Đăng nhập", "Đăng ký", "Sơ đồ site", "Sơ đồ cổng", "RSS",
+        "English", "Tiếng Anh", "Xem kết quả", "Next", "Previous", "More", "Read more", "Home",
+    )
+}
+_NEXT_LABELS = {
+    match_key(text)
+    for text in ("Trang sau", "Trang tiếp", "Tiếp", "Tiếp theo", "Sau", "Next", "Next page")
+} | {"»", "›", ">", ">>", "→", "tiếp »", "sau »"}
+_NEXT_CLASS = re.compile(r"(?:^|[\s_-])next(?:$|[\s_-])", re.I)
+_HEADLINE_WORDS = 5
+_MIN_TITLE_WORDS = 3
+
+
+@dataclass(frozen=True)
+class _Link:
+    url: str
+    text: str
+    element: lxml_html.HtmlElement
+
+
+def find_article_links(html: str | bytes, base_url: str, allowed_hosts: set[str] | frozenset[str]
+                       | list[str]) -> list[str]:
+    """Return the absolute URLs of the article links on a listing page, in page order, unique.
+
+    ``allowed_hosts`` are the hosts the source serves (compared without ``www.``); links to
+    other hosts are never returned.
+    """
+    tree = _parse(html)
+    if tree is None:
+        return []
+    hosts = {_bare_host(h) for h in allowed_hosts}
+    links = [link for link in _links(tree, base_url) if _bare_host(urlsplit(link.url).hostname)
+             in hosts and not _same_page(link.url, base_url)]
+    in_chrome = {id(link.element) for link in links if _in_chrome(link.element)}
+    candidates = [link for link in links if id(link.element) not in in_chrome
+                  and _url_score(link.url) > 0]
+    blocks = _repeated_blocks(candidates)
+    found: dict[str, None] = {}
+    for link in candidates:
+        if _is_article(link, blocks):
+            found.setdefault(link.url, None)
+    return list(found)
+
+
+def find_next_page(html: str | bytes, base_url: str, current_page: int = 1) -> str | None:
+    """Return the URL of the page after ``current_page`` of a listing, or None.
+
+    Looks for ``rel=next``, a "next" label or class ("Trang sau", "Tiếp", "»", ``class=next``)
+    and finally a numbered pager link whose text is ``current_page + 1``. ``javascript:``
+    pagers are not followable and give None.
+    """
+    tree = _parse(html)
+    if tree is None:
+        return None
+    links = list(_links(tree, base_url))
+    for link in links:
+        if "next" in (link.element.get("rel") or "").lower().split():
+            return link.url
+    for link in links:
+        label = link.text.strip()
+        if match_key(label) in _NEXT_LABELS or label in _NEXT_LABELS:
+            return link.url
+        if _NEXT_CLASS.search(link.element.get("class") or "") and not label.isdigit():
+            return link.url
+    wanted = str(current_page + 1)
+    for link in links:
+        if link.text.strip() == wanted and _in_pager(link.element):
+            return link.url
+    return None
+
+
+def _parse(html: str | bytes) -> lxml_html.HtmlElement | None:
+    if not html or not (html.strip() if isinstance(html, str) else html.strip()):
+        return None
+    try:
+        tree = lxml_html.fromstring(html)
+    except (ValueError, TypeError):
+        return None
+    for junk in tree.xpath("//script|//style|//noscript|//template"):
+        junk.drop_tree()
+    return tree
+
+
+def _links(tree: lxml_html.HtmlElement, base_url: str):
+    base = tree.xpath("string(//base/@href)") or base_url
+    for anchor in tree.iter("a"):
+        href = (anchor.get("href") or "").strip()
+        if not href or href.lower().startswith(_SKIPPED_SCHEMES):
+            continue
+        url = urljoin(urljoin(base_url, base), href).split("#", 1)[0]
+        if not url.startswith(("http://", "https://")):
+            continue
+        yield _Link(url, _link_text(anchor), anchor)
+
+
+def _link_text(anchor: lxml_html.HtmlElement) -> str:
+    text = normalize_text(" ".join(anchor.text_content().split()))
+    return text or normalize_text(anchor.get("title") or "")
+
+
+def _bare_host(host: str | None) -> str:
+    host = (host or "").lower().rstrip(".")
+    return host[4:] if host.startswith("www.") else host
+
+
+def _same_page(url: str, base_url: str) -> bool:
+    a, b = urlsplit(url), urlsplit(base_url)
+    return (_bare_host(a.hostname), a.path.rstrip("/"), a.query) == (
+        _bare_host(b.hostname), b.path.rstrip("/"), b.query)
+
+
+def _url_score(url: str) -> int:
+    """2 = looks like an article, 1 = could be one, 0 = not an article page."""
+    parts = urlsplit(url)
+    path = parts.path
+    segments = [s for s in path.split("/") if s]
+    if not segments or _ASSET_EXTENSIONS.search(path):
+        return 0
+    if any(_PAGE_EXTENSIONS.sub("", s).lower() in _CATEGORY_WORDS for s in segments) or any(
+        s.lower().startswith(tuple(w + "-" for w in _CATEGORY_WORDS)) for s in segments
+    ):
+        return 0
+    last = _PAGE_EXTENSIONS.sub("", segments[-1])
+    if (_NUMERIC_ID.search(last) or _GUID.search(path) or _DATE_IN_PATH.search(path)
+            or re.search(r"=\d{4,}(?:&|$)", parts.query)):
+        return 2
+    words = [w for w in _WORD_SPLIT.split(max(segments, key=_slug_words)) if w]
+    if len(words) >= 5:
+        return 2
+    if len(words) >= 3 or _PAGE_EXTENSIONS.search(segments[-1]) or len(segments) >= 3:
+        return 1
+    return 0
+
+
+def _slug_words(segment: str) -> int:
+    return len([w for w in _WORD_SPLIT.split(_PAGE_EXTENSIONS.sub("", segment)) if w])
+
+
+def _text_score(text: str) -> int:
+    """2 = a headline, 1 = a short title, 0 = no title or a navigation label."""
+    key = match_key(text)
+    if not key or key in _NAV_LABELS or text.isdigit():
+        return 0
+    words = len(text.split())
+    if words >= _HEADLINE_WORDS:
+        return 2
+    return 1 if words >= _MIN_TITLE_WORDS else 0
+
+
+def _in_chrome(element: lxml_html.HtmlElement) -> bool:
+    """True when the link sits in navigation, header/footer, a sidebar or an "other news" box."""
+    inside_item = False
+    for ancestor in element.iterancestors():
+        tag = ancestor.tag if isinstance(ancestor.tag, str) else ""
+        if tag in ("article", "li"):
+            inside_item = True
+        marker = f"{ancestor.get('class') or ''} {ancestor.get('id') or ''}"
+        # An <article>'s own header/footer (card header, meta line) is not page chrome.
+        if not inside_item and (tag in _CHROME_TAGS or _CHROME_REGION.search(marker)):
+            return True
+        if inside_item and (tag in ("nav", "aside") or _is_navigation_marker(marker)):
+            return True
+        if _has_sidebar_heading(ancestor):
+            return True
+    return False
+
+
+def _is_navigation_marker(marker: str) -> bool:
+    match = _CHROME_REGION.search(marker)
+    return bool(match) and "header" not in match.group(0).lower() and "footer" not in (
+        match.group(0).lower())
+
+
+def _has_sidebar_heading(element: lxml_html.HtmlElement) -> bool:
+    for child in element.iterchildren():
+        if not isinstance(child.tag, str):
+            continue
+        is_heading = child.tag in ("h2", "h3", "h4", "h5", "h6") or "title" in (
+            child.get("class") or "").lower()
+        if is_heading and match_key(child.text_content()) in _SIDEBAR_HEADINGS:
+            return True
+    return False
+
+
+def _in_pager(element: lxml_html.HtmlElement) -> bool:
+    for ancestor in element.iterancestors():
+        marker = f"{ancestor.get('class') or ''} {ancestor.get('id') or ''}".lower()
+        if any(word in marker for word in ("pag", "phan-trang", "phantrang")):
+            return True
+    return False
+
+
+def _block_of(element: lxml_html.HtmlElement, max_depth: int = 6) -> tuple | None:
+    """The repeated sibling block (card, list item) holding ``element``, if any."""
+    node = element
+    for _ in range(max_depth):
+        parent = node.getparent()
+        if parent is None:
+            return None
+        signature = (node.tag, node.get("class"))
+        twins = [c for c in parent.iterchildren() if (c.tag, c.get("class")) == signature]
+        if len(twins) >= 2:
+            return (id(parent), signature)
+        node = parent
+    return None
+
+
+def _repeated_blocks(links: list[_Link]) -> dict[int, tuple]:
+    """Map link element ids to their block, for blocks holding two or more distinct URLs."""
+    by_block: dict[tuple, set[str]] = {}
+    block_of: dict[int, tuple] = {}
+    for link in links:
+        block = _block_of(link.element)
+        if block is not None:
+            block_of[id(link.element)] = block
+            by_block.setdefault(block, set()).add(link.url)
+    return {eid: b for eid, b in block_of.items() if len(by_block[b]) >= 2}
+
+
+def _is_article(link: _Link, blocks: dict[int, tuple]) -> bool:
+    url_score, text_score = _url_score(link.url), _text_score(link.text)
+    in_block = id(link.element) in blocks
+    if url_score == 2:
+        return text_score >= 1 or (in_block and not link.text)
+    return url_score == 1 and text_score == 2 and in_block

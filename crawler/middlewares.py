@@ -1,0 +1,112 @@
+"""Request/response-level middlewares of the crawler: anti-bot interstitial detection."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from lxml import html as lxml_html
+from scrapy import Request, Spider
+from scrapy.crawler import Crawler
+from scrapy.exceptions import IgnoreRequest
+from scrapy.http import Response, TextResponse
+
+logger = logging.getLogger(__name__)
+
+# Titles of challenge pages (Cloudflare, Sucuri, Incapsula, DDoS-Guard, generic captchas).
+_CHALLENGE_TITLE = re.compile(
+    r"attention required|just a moment|checking your browser|please wait\b|one more step|"
+    r"security check|ddos protection|ddos-guard|access denied|are you a robot|"
+    r"verify you are (a )?human|human verification|pardon our interruption|captcha|"
+    r"kiểm tra trình duyệt|xác minh",
+    re.I,
+)
+# Markup only challenge / captcha pages carry.
+_CHALLENGE_MARKUP = re.compile(
+    r"cf-browser-verification|cf_chl_|/cdn-cgi/challenge-platform|challenge-form|cf-turnstile|"
+    r"g-recaptcha|h-captcha|hcaptcha\.com|recaptcha/api|_incapsula_resource|sucuri_cloudproxy|"
+    r"ddos-guard|enable javascript and cookies to continue|please enable javascript",
+    re.I,
+)
+_JS_REDIRECT = re.compile(
+    r"(?:window\.|document\.|top\.|self\.)?location(?:\.href)?\s*=|location\.(?:replace|assign)\s*\(",
+    re.I,
+)
+_META_REFRESH = re.compile(r"<meta[^>]+http-equiv\s*=\s*[\"']?refresh", re.I)
+# A real article or listing has far more visible text than any challenge or redirect stub.
+_STUB_TEXT_CHARS = 600
+_CHALLENGE_TEXT_CHARS = 2500
+
+
+class InterstitialPage(IgnoreRequest):
+    """Raised for an anti-bot interstitial: the page is dropped and its request's errback told."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"anti-bot interstitial ({reason}) at {url}")
+        self.url = url
+        self.reason = reason
+
+
+def detect_interstitial(html: str | bytes) -> str | None:
+    """Return why ``html`` is an anti-bot interstitial or JS/meta-redirect stub, else None.
+
+    Only small pages qualify: a challenge title or challenge/captcha markup on a page with
+    little visible text, or a page whose only content is a script/meta refresh that moves the
+    browser elsewhere.
+    """
+    if isinstance(html, bytes):
+        html = html.decode("utf-8", "replace")
+    if not html.strip():
+        return None
+    try:
+        tree = lxml_html.fromstring(html)
+    except (ValueError, TypeError):
+        return None
+    title = " ".join(tree.xpath("string(//title)").split())
+    scripts = " ".join(tree.xpath("//script/text()"))
+    for junk in tree.xpath("//script|//style|//noscript|//title"):
+        junk.drop_tree()
+    text_chars = len("".join(tree.text_content().split()))
+    if text_chars <= _CHALLENGE_TEXT_CHARS:
+        if _CHALLENGE_TITLE.search(title):
+            return f"challenge page titled {title!r}"
+        if match := _CHALLENGE_MARKUP.search(html):
+            return f"challenge markup {match.group(0)!r}"
+    if text_chars <= _STUB_TEXT_CHARS and (_JS_REDIRECT.search(scripts) or _META_REFRESH.search(
+            html)):
+        return "redirect stub (script or meta refresh, almost no text)"
+    return None
+
+
+class InterstitialMiddleware:
+    """Downloader middleware: drop anti-bot interstitials before any spider callback sees them.
+
+    Counted in ``dtmon/<source>/interstitials`` (the source is ``request.meta["dtmon_source"]``)
+    and logged as a warning; the request's errback receives :class:`InterstitialPage`.
+    """
+
+    def __init__(self, crawler: Crawler) -> None:
+        self.crawler = crawler
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> InterstitialMiddleware:
+        return cls(crawler)
+
+    def process_response(self, request: Request, response: Response, spider: Spider | None = None
+                         ) -> Response:
+        if not isinstance(response, TextResponse) or not _is_html(response):
+            return response
+        reason = detect_interstitial(response.body)
+        if reason is None:
+            return response
+        source = request.meta.get("dtmon_source", "unknown")
+        if self.crawler.stats is not None:
+            self.crawler.stats.inc_value(f"dtmon/{source}/interstitials")
+            self.crawler.stats.inc_value("dtmon/interstitials")
+        logger.warning("[%s] anti-bot interstitial dropped (%s): %s", source, reason, response.url)
+        raise InterstitialPage(response.url, reason)
+
+
+def _is_html(response: TextResponse) -> bool:
+    content_type = response.headers.get(b"Content-Type", b"").decode("latin-1").lower()
+    return "html" in content_type or (not content_type and b"<html" in response.body[:1024].lower())
