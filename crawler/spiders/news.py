@@ -1,0 +1,374 @@
+"""The registry-driven spider: ``scrapy crawl news [-a sources=vov,hue] [-a sources_file=x.yaml]``.
+
+For each selected source it reads the feeds (feedparser), sitemaps (index → shards → ``<loc>``)
+and listing pages (configured CSS selector or generic discovery; pagination by a GET/POST
+template or by the page's own next link), turns every article link into one request per
+``url_key`` (share links, lower-case SharePoint paths and old-domain URLs collapse), and yields
+an :class:`~crawler.items.ArticleItem` per extracted article page.
+
+Per-source counters live in the crawler stats under ``dtmon/<source>/<counter>``:
+``pages_fetched`` (every response of the source), ``links_found`` (article candidates),
+``links_known`` (skipped: already stored), ``articles_requested``, ``articles_found`` (items
+yielded), ``errors``, ``interstitials`` (crawler/middlewares.py), ``empty_pages``,
+``not_modified``, ``duplicates``. Error messages are collected in ``spider.source_errors[name]``.
+
+Already stored articles are skipped through an optional hook: the spider argument
+``known_url_keys`` (a callable ``key -> bool`` or a collection of keys) or the setting
+``DTMON_KNOWN_URL_KEYS`` (a factory ``f(crawler) -> callable``, or its import path).
+"""
+
+from __future__ import annotations
+
+import gzip
+import re
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import feedparser
+import scrapy
+from scrapy.crawler import Crawler
+from scrapy.http import FormRequest, Request, Response, TextResponse
+from scrapy.spidermiddlewares.httperror import HttpError
+from scrapy.utils.misc import load_object
+from scrapy.utils.sitemap import Sitemap
+from twisted.python.failure import Failure
+
+from crawler.discovery import find_article_links, find_next_page
+from crawler.extraction import extract_article
+from crawler.items import ArticleItem
+from crawler.middlewares import InterstitialPage
+from crawler.sources import Listing, Registry, Source, bare_host, load_registry
+from crawler.urls import canonical_url, url_key
+
+KnownUrlKeys = Callable[[str], bool]
+
+_CHARSET = re.compile(r"charset\s*=\s*[\"']?([\w.:-]+)", re.I)
+_GZIP_MAGIC = b"\x1f\x8b"
+_DIGITS = re.compile(r"\d+")
+
+
+def _nothing_known(_key: str) -> bool:
+    return False
+
+
+class NewsSpider(scrapy.Spider):
+    """Crawl the registry's sources (all, or ``-a sources=a,b``) for article pages."""
+
+    name = "news"
+
+    def __init__(
+        self,
+        sources: str | Sequence[str] = "",
+        sources_file: str | Sequence[str] = "",
+        registry: Registry | None = None,
+        known_url_keys: KnownUrlKeys | Collection[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.registry = registry or load_registry(extra=_split_arg(sources_file))
+        self.selected: list[Source] = self.registry.select(_split_arg(sources))
+        self.source_errors: dict[str, list[str]] = {s.name: [] for s in self.selected}
+        self.known_url_keys: KnownUrlKeys = _as_predicate(known_url_keys)
+        self._requested_keys: set[str] = set()
+        self._yielded_keys: set[str] = set()
+        self._visited_listings: set[tuple] = set()
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> NewsSpider:
+        spider = super().from_crawler(crawler, *args, **kwargs)
+        factory = crawler.settings.get("DTMON_KNOWN_URL_KEYS")
+        if factory and kwargs.get("known_url_keys") is None:
+            spider.known_url_keys = _as_predicate(load_object(factory)(crawler))
+        return spider
+
+    # ------------------------------------------------------------------ start
+
+    async def start(self) -> AsyncIterator[Request]:
+        """The feeds, sitemaps and listing pages of every selected source."""
+        for source in self.selected:
+            self.logger.info(
+                "[%s] start: %d feed(s), %d sitemap(s), %d listing(s)", source.name,
+                len(source.feeds), len(source.sitemaps), len(source.listings))
+            for request in self._discovery_requests(source):
+                yield request
+
+    def _discovery_requests(self, source: Source) -> Iterator[Request]:
+        for url in source.feeds:
+            yield self._request(source, url, self.parse_feed)
+        for url in source.sitemaps:
+            yield self._request(source, url, self.parse_sitemap)
+        for index, listing in enumerate(source.listings):
+            self._visited_listings.add(("GET", url_key(listing.url, self.registry), ()))
+            yield self._request(source, listing.url, self.parse_listing,
+                                dtmon_listing=index, dtmon_page=1)
+
+    def _request(self, source: Source, url: str, callback: Callable, **meta: Any) -> Request:
+        return Request(url, callback=callback, errback=self.on_error,
+                       meta={"dtmon_source": source.name, **meta})
+
+    # ------------------------------------------------------------------ feeds and sitemaps
+
+    def parse_feed(self, response: Response) -> Iterator[Request]:
+        """RSS/Atom: every entry's link is an article candidate."""
+        source = self._fetched(response)
+        feed = feedparser.parse(response.body)
+        links = [entry.get("link") for entry in feed.entries if entry.get("link")]
+        if feed.bozo and not links:
+            self._error(source, f"malformed feed {response.url}: {feed.get('bozo_exception')}")
+            return
+        self.logger.info("[%s] feed %s: %d entries", source.name, response.url, len(links))
+        yield from self._follow_articles(source, links)
+
+    def parse_sitemap(self, response: Response) -> Iterator[Request]:
+        """Sitemap index → shard sitemaps (newest first); urlset → article candidates."""
+        source = self._fetched(response)
+        sitemap = _parse_sitemap(response.body)
+        if sitemap is None:
+            self._error(source, f"malformed sitemap {response.url}")
+            return
+        kind, entries = sitemap
+        if kind == "sitemapindex":
+            shards = _newest_first(entries)[: self.settings.getint("DTMON_SITEMAP_MAX_SHARDS", 12)]
+            self.logger.info("[%s] sitemap index %s: %d shard(s), reading %d",
+                             source.name, response.url, len(entries), len(shards))
+            for entry in shards:
+                if self._allowed(source, entry["loc"]):
+                    yield self._request(source, entry["loc"], self.parse_sitemap)
+            return
+        links = [entry["loc"] for entry in entries]
+        self.logger.info("[%s] sitemap %s: %d URL(s)", source.name, response.url, len(links))
+        yield from self._follow_articles(source, links)
+
+    # ------------------------------------------------------------------ listings
+
+    def parse_listing(self, response: Response) -> Iterator[Request]:
+        """A listing page: its article links, then the next page while new links keep coming."""
+        source = self._fetched(response)
+        listing: Listing = source.listings[response.meta["dtmon_listing"]]
+        page: int = response.meta["dtmon_page"]
+        html = response.text if isinstance(response, TextResponse) else ""
+        links = self._listing_links(source, listing, response, html)
+        new = list(self._follow_articles(source, links))
+        self.logger.info("[%s] listing %s page %d: %d article link(s), %d new",
+                         source.name, response.url, page, len(links), len(new))
+        yield from new
+        if not new:
+            return
+        if page >= listing.max_pages:
+            self.logger.info("[%s] listing %s: stopped at max_pages=%d", source.name,
+                             listing.url, listing.max_pages)
+            return
+        next_request = self._next_listing_request(source, listing, response, html, page)
+        if next_request is not None:
+            yield next_request
+
+    def _listing_links(self, source: Source, listing: Listing, response: Response,
+                       html: str) -> list[str]:
+        if not html:
+            return []
+        if listing.links:
+            hrefs = response.css(listing.links).xpath("descendant-or-self::*/@href").getall()
+            return [urljoin(response.url, href.strip()) for href in hrefs]
+        return find_article_links(html, response.url, set(source.all_hosts))
+
+    def _next_listing_request(self, source: Source, listing: Listing, response: Response,
+                              html: str, page: int) -> Request | None:
+        meta = {"dtmon_listing": response.meta["dtmon_listing"], "dtmon_page": page + 1}
+        template = listing.next_page
+        if template is None:
+            url = find_next_page(html, response.url, page)
+            if url is None or not self._allowed(source, url):
+                return None
+            return self._listing_request(source, url, "GET", {}, meta)
+        values = response.meta.get("dtmon_values") or template.values_from(html)
+        try:
+            url, form = template.render(template.first + page - 1, values)
+        except KeyError as missing:
+            self._error(source, f"listing {listing.url}: no value for {missing} on page 1")
+            return None
+        return self._listing_request(source, url, template.method, form,
+                                     {**meta, "dtmon_values": values})
+
+    def _listing_request(self, source: Source, url: str, method: str, form: dict[str, str],
+                         meta: dict[str, Any]) -> Request | None:
+        visit = (method, url_key(url, self.registry), tuple(sorted(form.items())))
+        if visit in self._visited_listings:
+            return None
+        self._visited_listings.add(visit)
+        if method == "POST":
+            return FormRequest(url, formdata=form, callback=self.parse_listing,
+                               errback=self.on_error, meta={"dtmon_source": source.name, **meta})
+        return self._request(source, url, self.parse_listing, **meta)
+
+    # ------------------------------------------------------------------ articles
+
+    def _follow_articles(self, source: Source, links: Iterable[str]) -> Iterator[Request]:
+        """One request per new article: on the source's hosts, unseen in this crawl, not stored."""
+        for link in dict.fromkeys(links):
+            if not self._allowed(source, link) or source.is_article_url(link) is False:
+                continue
+            self._count(source, "links_found")
+            key = url_key(link, self.registry)
+            if key in self._requested_keys:
+                continue
+            self._requested_keys.add(key)
+            if self.known_url_keys(key):
+                self._count(source, "links_known")
+                continue
+            self._count(source, "articles_requested")
+            yield self._request(source, link, self.parse_article, dtmon_link=link)
+
+    def parse_article(self, response: Response) -> Iterator[ArticleItem]:
+        """An article page → one ArticleItem (empty extractions are reported, not yielded)."""
+        source = self._fetched(response)
+        if not isinstance(response, TextResponse):
+            self._empty(source, response.url, "not a text page")
+            return
+        article = extract_article(response.body, response.url, encoding=_http_charset(response))
+        if article.is_empty:
+            self._empty(source, response.url, "no article text extracted")
+            return
+        url = canonical_url(response.url, self.registry, page_canonical=article.canonical_url)
+        key = url_key(url, self.registry)
+        self._requested_keys.add(url_key(response.url, self.registry))
+        if key in self._yielded_keys:
+            self._count(source, "duplicates")
+            return
+        self._yielded_keys.add(key)
+        self._count(source, "articles_found")
+        yield ArticleItem(
+            source=source.name,
+            province=source.province,
+            url=url,
+            urls=_urls_that_led_to(response),
+            title=article.title,
+            text=article.text,
+            published=article.published,
+            author=article.author,
+            original_source=article.original_source,
+            tags=list(article.tags),
+            language=article.language,
+            raw_html=response.body,
+            fetched_at=datetime.now(UTC),
+            etag=_header(response, "ETag"),
+            last_modified=_header(response, "Last-Modified"),
+        )
+
+    # ------------------------------------------------------------------ errors and bookkeeping
+
+    def on_error(self, failure: Failure) -> None:
+        """Errback of every request: count and describe the failure under its source."""
+        request = failure.request
+        source = self.registry.get(request.meta["dtmon_source"])
+        if failure.check(InterstitialPage):
+            return  # counted and logged by InterstitialMiddleware
+        if failure.check(HttpError):
+            status = failure.value.response.status
+            if status == 304:
+                self._count(source, "not_modified")
+                return
+            if status == 404 and request.meta.get("dtmon_page", 1) > 1:
+                self.logger.info("[%s] listing ends before page %d (404 at %s)", source.name,
+                                 request.meta["dtmon_page"], request.url)
+                return
+            self._error(source, f"HTTP {status} at {request.url}")
+            return
+        self._error(source, f"{failure.type.__name__}: {failure.getErrorMessage()} at "
+                            f"{request.url}")
+
+    def closed(self, reason: str) -> None:
+        """Log one summary line per source."""
+        stats = self.crawler.stats
+        for source in self.selected:
+            counts = {what: stats.get_value(f"dtmon/{source.name}/{what}", 0) for what in (
+                "pages_fetched", "articles_requested", "articles_found", "links_known",
+                "errors", "interstitials", "empty_pages")}
+            self.logger.info("[%s] done (%s): %s", source.name, reason,
+                             ", ".join(f"{k}={v}" for k, v in counts.items()))
+
+    def _fetched(self, response: Response) -> Source:
+        source = self.registry.get(response.meta["dtmon_source"])
+        self._count(source, "pages_fetched")
+        return source
+
+    def _allowed(self, source: Source, url: str) -> bool:
+        try:
+            parts = urlsplit(url)
+        except ValueError:
+            return False
+        hosts = {bare_host(h) for h in source.all_hosts}
+        return parts.scheme in ("http", "https") and bare_host(parts.hostname or "") in hosts
+
+    def _count(self, source: Source, what: str, count: int = 1) -> None:
+        self.crawler.stats.inc_value(f"dtmon/{source.name}/{what}", count)
+
+    def _error(self, source: Source, message: str) -> None:
+        self._count(source, "errors")
+        self.source_errors.setdefault(source.name, []).append(message)
+        self.logger.error("[%s] %s", source.name, message)
+
+    def _empty(self, source: Source, url: str, why: str) -> None:
+        self._count(source, "empty_pages")
+        self.logger.warning("[%s] %s, not stored: %s", source.name, why, url)
+
+
+def _split_arg(value: str | Sequence[str]) -> list[str]:
+    items = value.split(",") if isinstance(value, str) else list(value)
+    return [item.strip() for item in items if item and item.strip()]
+
+
+def _as_predicate(known: KnownUrlKeys | Collection[str] | None) -> KnownUrlKeys:
+    if known is None:
+        return _nothing_known
+    if callable(known):
+        return known
+    return frozenset(known).__contains__
+
+
+def _parse_sitemap(body: bytes) -> tuple[str, list[dict[str, Any]]] | None:
+    """(type, entries with a ``loc``) of a sitemap, gunzipped if needed; None if unreadable.
+
+    Scrapy's Sitemap parses with lxml without resolving entities or touching the network.
+    """
+    if body.startswith(_GZIP_MAGIC):
+        try:
+            body = gzip.decompress(body)
+        except (OSError, EOFError):
+            return None
+    try:
+        sitemap = Sitemap(body)
+        entries = [entry for entry in sitemap if entry.get("loc")]
+    except (StopIteration, SyntaxError, ValueError):
+        return None
+    if sitemap.type not in ("sitemapindex", "urlset"):
+        return None
+    return sitemap.type, entries
+
+
+def _newest_first(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Shards by ``lastmod``, then by the numbers in their URL (``/2025/6/``), newest first."""
+
+    def recency(entry: dict[str, Any]) -> tuple:
+        numbers = tuple(int(n) for n in _DIGITS.findall(urlsplit(entry["loc"]).path))
+        return entry.get("lastmod") or "", numbers
+
+    return sorted(entries, key=recency, reverse=True)
+
+
+def _http_charset(response: Response) -> str | None:
+    match = _CHARSET.search(_header(response, "Content-Type") or "")
+    return match.group(1) if match else None
+
+
+def _header(response: Response, name: str) -> str | None:
+    value = response.headers.get(name)
+    return value.decode("latin-1") if value else None
+
+
+def _urls_that_led_to(response: Response) -> list[str]:
+    """The link as found, every redirect source, the final URL: unique, in order."""
+    chain = [response.meta.get("dtmon_link"), *response.meta.get("redirect_urls", []),
+             response.url]
+    return list(dict.fromkeys(url for url in chain if url))
