@@ -30,6 +30,12 @@ DOWNLOAD_TIMEOUT = 60
 DOWNLOAD_MAXSIZE = 20 * 1024 * 1024
 DOWNLOAD_WARNSIZE = 5 * 1024 * 1024
 
+# Articles and run records go to the database (DTMON_DATABASE_URL, DTMON_RUN_ID, DTMON_REFRESH).
+ITEM_PIPELINES = {"crawler.pipelines.StoragePipeline": 300}
+DTMON_DATABASE_URL = ""
+DTMON_RUN_ID = 0
+DTMON_REFRESH = False
+
 # --via: send every request to a mirror server (see crawler/via.py); empty = the live web.
 DTMON_VIA = ""
 DOWNLOAD_HANDLERS = {

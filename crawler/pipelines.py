@@ -1,0 +1,147 @@
+"""The storage pipeline: every scraped article goes to the database through monitor.ingest,
+and the crawl run's per-source counters are kept there too, so that `dtmon crawl` can show
+progress and a run record says what happened."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from scrapy import Spider, signals
+from scrapy.crawler import Crawler
+from scrapy.exceptions import DropItem
+from sqlalchemy.orm import Session, sessionmaker
+from twisted.internet import task
+
+from crawler.items import ArticleItem
+from crawler.sources import Registry
+from crawler.urls import url_key
+from monitor.ingest import ingest_article
+from monitor.topics import TopicModel, load_topics
+from storage import repository
+from storage.db import init_db, make_engine, session_factory, session_scope
+
+logger = logging.getLogger(__name__)
+
+# Counters the spider keeps in the crawler stats (``dtmon/<source>/<name>``) that have their
+# own column in the run record; all of them are also copied into its ``stats`` JSON.
+_COLUMN_COUNTERS = ("pages_fetched", "not_modified", "errors")
+_FLUSH_SECONDS = 1.0
+
+
+class StoragePipeline:
+    """Stores articles (once each) and records the crawl run in the database.
+
+    Settings: ``DTMON_DATABASE_URL`` (default: :func:`storage.db.database_url`),
+    ``DTMON_RUN_ID`` (the run record to fill; a new one is made when absent, as for a plain
+    ``scrapy crawl news``), ``DTMON_REFRESH`` (refetch articles already stored).
+    """
+
+    def __init__(self, crawler: Crawler) -> None:
+        settings = crawler.settings
+        self.crawler = crawler
+        self.engine = make_engine(settings.get("DTMON_DATABASE_URL") or None)
+        init_db(self.engine)
+        self.sessions: sessionmaker[Session] = session_factory(self.engine)
+        self.topics: TopicModel = load_topics()
+        self.refresh = settings.getbool("DTMON_REFRESH")
+        self.run_id: int | None = settings.getint("DTMON_RUN_ID") or None
+        self.owns_run = self.run_id is None
+        self._flusher = task.LoopingCall(self.flush_stats)
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> StoragePipeline:
+        pipeline = cls(crawler)
+        crawler.signals.connect(pipeline.spider_opened, signal=signals.spider_opened)
+        return pipeline
+
+    def spider_opened(self, spider: Spider) -> None:
+        """Start the run record, teach the spider what is stored, flush stats periodically."""
+        if self.owns_run:
+            with session_scope(self.sessions) as session:
+                self.run_id = repository.start_run(session, trigger="scrapy").id
+        if not self.refresh:
+            spider.known_url_keys = self.is_stored
+        self._flusher.start(_FLUSH_SECONDS, now=True)
+
+    def is_stored(self, url_key: str) -> bool:
+        """Whether an article with this URL key is already in the database."""
+        with self.sessions() as session:
+            return bool(repository.known_url_keys(session, [url_key]))
+
+    def process_item(self, item: Any) -> Any:
+        """Store one article with its topic result and story, counting it new or seen."""
+        if not isinstance(item, ArticleItem):
+            return item
+        data = article_data(item, self.crawler.spider.registry)
+        with session_scope(self.sessions) as session:
+            result = ingest_article(session, data, self.topics)
+            stats = repository.source_stats(session, self._run(), data.source_name)
+            if result.created:
+                stats.articles_new += 1
+            else:
+                stats.articles_seen += 1
+        if not result.created:
+            raise DropItem(f"already stored: {data.url}")
+        logger.info("[%s] stored article %d (%s): %s", data.source_name, result.article_id,
+                    "relevant" if result.relevant else "not relevant", data.url)
+        return item
+
+    def flush_stats(self) -> None:
+        """Copy the spider's per-source counters and errors into the run record."""
+        spider = self.crawler.spider
+        if spider is None or self.run_id is None:
+            return
+        counters = _source_counters(self.crawler.stats.get_stats())
+        errors: dict[str, list[str]] = getattr(spider, "source_errors", {})
+        with session_scope(self.sessions) as session:
+            for name in sorted(set(counters) | set(errors)):
+                record = repository.source_stats(session, self.run_id, name)
+                values = counters.get(name, {})
+                for column in _COLUMN_COUNTERS:
+                    setattr(record, column, values.get(column, 0))
+                record.stats = values
+                record.error_messages = list(errors.get(name, []))
+
+    def close_spider(self) -> None:
+        """Write the final counters; finish the run when this pipeline started it."""
+        if self._flusher.running:
+            self._flusher.stop()
+        self.flush_stats()
+        if self.owns_run and self.run_id is not None:
+            with session_scope(self.sessions) as session:
+                repository.finish_run(session, self.run_id, "ok")
+        self.engine.dispose()
+
+    def _run(self) -> int:
+        assert self.run_id is not None, "the run record is created when the spider opens"
+        return self.run_id
+
+
+def article_data(item: ArticleItem, registry: Registry) -> repository.ArticleData:
+    """The storage record of a scraped article item (``registry`` gives its URL identity)."""
+    return repository.ArticleData(
+        source_name=item["source"],
+        province=item.get("province"),
+        url=item["url"],
+        url_key=url_key(item["url"], registry),
+        urls=list(item.get("urls") or []),
+        title=item.get("title") or "",
+        text=item.get("text") or "",
+        published=item.get("published"),
+        author=item.get("author"),
+        original_source=item.get("original_source"),
+        tags=list(item.get("tags") or []),
+        language=item.get("language"),
+        raw_html=item.get("raw_html") or b"",
+        fetched_at=item.get("fetched_at"),
+    )
+
+
+def _source_counters(stats: dict[str, Any]) -> dict[str, dict[str, int]]:
+    counters: dict[str, dict[str, int]] = {}
+    for key, value in stats.items():
+        parts = key.split("/")
+        if len(parts) == 3 and parts[0] == "dtmon" and isinstance(value, int):
+            counters.setdefault(parts[1], {})[parts[2]] = value
+    return counters
