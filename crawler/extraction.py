@@ -24,6 +24,8 @@ from lxml import html as lxml_html
 
 from crawler.vietnamese import normalize_text
 
+_ETH = str.maketrans({"ð": "đ", "Ð": "Đ"})
+
 # --- decoding ---------------------------------------------------------------------------------
 
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:\-]+)""", re.I)
@@ -60,6 +62,8 @@ _LEAD_CLASS = re.compile(
     r"sapo|summary|\blead|hometext|chapeau|tom-?tat|tomtat|article-?desc|news-?desc|intro"
     r"|excerpt|teaser|abstract|quote-?lead|\bdescription"
 )
+_TAG_CLASS = re.compile(r"tags?\b|tag-|keyword|tu-?khoa")
+_DATE_CLASS = re.compile(r"date|time|ngay|publish|post")
 _BYLINE_CLASS = re.compile(r"author|byline|tac-?gia|tacgia|writer|signature|\bsource|nguon")
 _RIGHT_ALIGNED = re.compile(r"text-align\s*:\s*right")
 _WIDGET_TAGS = {"select", "option", "input", "button", "textarea", "figcaption"}
@@ -238,14 +242,15 @@ def _parse(markup: str) -> etree._Element | None:
 
 def _extract(tree: etree._Element, url: str) -> Article:
     head = _HeadData(tree)
+    page = _PageIndex(tree)
     title = _title(tree, head)
-    title_node = _find_title_node(tree, title)
-    published = _published(tree, head, title_node)
-    tags = _tags(tree, head)
+    title_node = _find_title_node(page, title)
+    published = _published(tree, head, page, title_node)
+    tags = _tags(page, head)
     credits = _Credits()
-    _byline_credits(tree, head, credits)
-    leads = _lead_texts(tree)
-    _prune(tree, credits)
+    _byline_credits(page, head, credits)
+    leads = _lead_texts(page)
+    _prune(page, credits)
     doc = trafilatura.bare_extraction(
         tree, url=url, include_comments=False, include_images=False, with_metadata=False
     )
@@ -267,6 +272,19 @@ def _extract(tree: etree._Element, url: str) -> Article:
 def _doc_lines(doc: object) -> list[str]:
     raw = getattr(doc, "text", None) or ""
     return [line for line in normalize_text(raw).split("\n") if line.strip()]
+
+
+class _PageIndex:
+    """The page body and its elements that carry a class or id, listed in one pass."""
+
+    def __init__(self, tree: etree._Element) -> None:
+        body = tree.find("body")
+        self.root = body if body is not None else tree
+        self.marked = [(n, m) for n in self.root.iter(etree.Element) if (m := _marks(n))]
+
+    def with_marks(self, pattern: re.Pattern[str]) -> Iterator[etree._Element]:
+        """Elements whose class/id matches ``pattern``, in document order."""
+        return (node for node, marks in self.marked if pattern.search(marks))
 
 
 class _HeadData:
@@ -340,16 +358,19 @@ def _title(tree: etree._Element, head: _HeadData) -> str:
     return next((normalize_text(c) for c in candidates if c and c.strip()), "")
 
 
-def _find_title_node(tree: etree._Element, title: str) -> etree._Element | None:
+def _find_title_node(page: _PageIndex, title: str) -> etree._Element | None:
     """The visible element holding the title (the date line follows it)."""
     if not title:
         return None
     wanted = title.casefold()
-    body = tree.find("body")
-    for node in (body if body is not None else tree).iter(etree.Element):
-        if node.tag in ("title", "script", "style", "a") or len(node) > 3:
+    for node in page.root.iter(etree.Element):
+        if node.tag in ("script", "style", "a") or len(node) > 3:
             continue
-        if _text(node).casefold() == wanted:
+        start = (node.text or "").strip()[:8].translate(_ETH).casefold()
+        if start and not wanted.startswith(start):
+            continue
+        text = _text(node)
+        if abs(len(text) - len(wanted)) <= 2 and normalize_text(text).casefold() == wanted:
             return node
     return None
 
@@ -358,12 +379,12 @@ def _find_title_node(tree: etree._Element, title: str) -> etree._Element | None:
 
 
 def _published(
-    tree: etree._Element, head: _HeadData, title_node: etree._Element | None
+    tree: etree._Element, head: _HeadData, page: _PageIndex, title_node: etree._Element | None
 ) -> str | None:
     structured = _structured_date(tree, head)
     if structured and "T" in structured:
         return structured
-    visible = _visible_date(tree, title_node)
+    visible = _visible_date(page, title_node)
     if visible and (structured is None or visible.startswith(structured)):
         return visible
     return structured or _fallback_date(tree)
@@ -394,9 +415,9 @@ def _iso(value: str) -> str | None:
     return moment.isoformat(timespec="seconds")
 
 
-def _visible_date(tree: etree._Element, title_node: etree._Element | None) -> str | None:
+def _visible_date(page: _PageIndex, title_node: etree._Element | None) -> str | None:
     """The first absolute date line after the title (never a header clock or "3 giờ trước")."""
-    for node in _date_line_candidates(tree, title_node):
+    for node in _date_line_candidates(page, title_node):
         text = _text(node)
         if len(text) > _DATE_LINE_MAX or _RELATIVE.search(text):
             continue
@@ -407,7 +428,7 @@ def _visible_date(tree: etree._Element, title_node: etree._Element | None) -> st
 
 
 def _date_line_candidates(
-    tree: etree._Element, title_node: etree._Element | None
+    page: _PageIndex, title_node: etree._Element | None
 ) -> Iterator[etree._Element]:
     if title_node is not None:
         following = title_node.itersiblings()
@@ -419,9 +440,8 @@ def _date_line_candidates(
         for sibling in siblings:
             yield from sibling.iter(etree.Element)
         return
-    for node in tree.iter(etree.Element):
-        marks = _marks(node)
-        if re.search(r"date|time|ngay|publish|post", marks) and not _in_clock(node):
+    for node in page.with_marks(_DATE_CLASS):
+        if not _in_clock(node):
             yield node
 
 
@@ -468,9 +488,9 @@ def _fallback_date(tree: etree._Element) -> str | None:
 # --- tags -------------------------------------------------------------------------------------
 
 
-def _tags(tree: etree._Element, head: _HeadData) -> list[str]:
-    for node in tree.iter(etree.Element):
-        if re.search(r"tags?\b|tag-|keyword|tu-?khoa", _marks(node)) and not _in_clock(node):
+def _tags(page: _PageIndex, head: _HeadData) -> list[str]:
+    for node in page.with_marks(_TAG_CLASS):
+        if not _in_clock(node):
             tags = [_text(a) for a in node.iter("a")] or _label_list(_text(node))
             if tags := _unique(tags):
                 return tags
@@ -498,15 +518,15 @@ def _unique(items: Iterable[str]) -> list[str]:
 # --- credits ----------------------------------------------------------------------------------
 
 
-def _byline_credits(tree: etree._Element, head: _HeadData, credits: _Credits) -> None:
+def _byline_credits(page: _PageIndex, head: _HeadData, credits: _Credits) -> None:
     """Author/source from byline elements and structured metadata."""
     author = head.jsonld_value("author")
     for candidate in author if isinstance(author, list) else [author]:
         name = candidate.get("name") if isinstance(candidate, dict) else candidate
         if isinstance(name, str) and is_person_name(normalize_text(name)):
             credits.author = credits.author or normalize_text(name)
-    for node in tree.iter(etree.Element):
-        if _BYLINE_CLASS.search(_marks(node)) and len(node) <= 3:
+    for node in page.with_marks(_BYLINE_CLASS):
+        if len(node) <= 3:
             credits.take(_text(node))
     meta_author = head.first("author", "article:author", "dc.creator")
     if meta_author and is_person_name(meta_author):
@@ -515,8 +535,10 @@ def _byline_credits(tree: etree._Element, head: _HeadData, credits: _Credits) ->
 
 def _is_sign_off(node: etree._Element) -> bool:
     """A short right-aligned or all-bold/italic line, the usual place for author/source."""
+    if node.tag not in ("p", "div") or len(node) > 3:
+        return False
     text = _text(node)
-    if not text or len(text) > 80 or node.tag not in ("p", "div"):
+    if not text or len(text) > 80:
         return False
     style = (node.get("style") or "").lower()
     if _RIGHT_ALIGNED.search(style) or re.search(r"right", node.get("class") or ""):
@@ -532,12 +554,13 @@ def _is_sign_off(node: etree._Element) -> bool:
 # --- pruning ----------------------------------------------------------------------------------
 
 
-def _prune(tree: etree._Element, credits: _Credits) -> None:
-    body = tree.find("body")
-    root = body if body is not None else tree
-    doomed: list[etree._Element] = []
-    for node in root.iter(etree.Element):
-        if _is_widget(node) or (_is_sign_off(node) and credits.take(_text(node))):
+def _prune(page: _PageIndex, credits: _Credits) -> None:
+    root = page.root
+    doomed = list(root.iter(*_WIDGET_TAGS))
+    doomed += [node for node, marks in page.marked if _is_boilerplate_block(node, marks)]
+    doomed += [node for node in page.with_marks(_CAPTION_CLASS) if len(_text(node)) < 300]
+    for node in root.iter("p", "div", "figure", "table", "center"):
+        if _is_image_block(node) or (_is_sign_off(node) and credits.take(_text(node))):
             doomed.append(node)
     doomed += _headed_boilerplate(root)
     for node in doomed:
@@ -545,14 +568,9 @@ def _prune(tree: etree._Element, credits: _Credits) -> None:
     _unwrap_layout_tables(root)
 
 
-def _is_widget(node: etree._Element) -> bool:
-    """Form controls, captions and blocks whose class marks them as non-article widgets."""
-    return node.tag in _WIDGET_TAGS or _is_boilerplate_block(node) or _is_caption(node)
-
-
-def _is_boilerplate_block(node: etree._Element) -> bool:
-    marks = _marks(node)
-    if not marks or node.tag in ("body", "html", "main", "article", "form"):
+def _is_boilerplate_block(node: etree._Element, marks: str) -> bool:
+    """A block whose class/id marks it as a widget (related news, share, poll, counter…)."""
+    if node.tag in ("body", "html", "main", "article", "form"):
         return False
     if not _BOILERPLATE_CLASS.search(marks) or _LEAD_CLASS.search(marks):
         return False
@@ -560,11 +578,8 @@ def _is_boilerplate_block(node: etree._Element) -> bool:
     return len(_text(node)) < 2000 or _link_density(node) > 0.5
 
 
-def _is_caption(node: etree._Element) -> bool:
-    if _CAPTION_CLASS.search(_marks(node)) and len(_text(node)) < 300:
-        return True
-    if node.tag not in ("p", "div", "figure", "table", "center"):
-        return False
+def _is_image_block(node: etree._Element) -> bool:
+    """An image with at most a caption's worth of text."""
     return node.find(".//img") is not None and len(_text(node)) < 250
 
 
@@ -572,10 +587,10 @@ def _headed_boilerplate(root: etree._Element) -> list[etree._Element]:
     """Blocks opened by a heading such as "Tin khác" or "Bình luận" (the heading and its list)."""
     doomed = []
     for node in root.iter("h2", "h3", "h4", "h5", "h6", "p", "span", "strong", "div"):
+        if len(node) > 2:
+            continue
         text = _text(node)
         if not text or len(text) > 60 or not _BOILERPLATE_HEADING.match(text):
-            continue
-        if node.tag in ("div", "p", "span", "strong") and len(node) > 2:
             continue
         block = _heading_block(node)
         if block is not None:
@@ -647,10 +662,10 @@ def _is_noise_line(line: str) -> bool:
     return bool(_DATE.search(line)) and len(re.findall(r"\w+", stripped)) <= 2
 
 
-def _lead_texts(tree: etree._Element) -> list[str]:
-    leads = []
-    for node in tree.iter(etree.Element):
-        if _LEAD_CLASS.search(_marks(node)) and node.tag not in ("meta", "body", "html"):
+def _lead_texts(page: _PageIndex) -> list[str]:
+    leads: list[str] = []
+    for node in page.with_marks(_LEAD_CLASS):
+        if node.tag != "body":
             text = _text(node)
             if 40 <= len(text) <= 1500 and not any(text in lead for lead in leads):
                 leads.append(text)
@@ -674,7 +689,8 @@ def _language(tree: etree._Element, text: str) -> str | None:
 
 
 def _text(node: etree._Element) -> str:
-    return " ".join(normalize_text(node.text_content()).split())
+    """The node's text with whitespace collapsed (the markup is already NFC)."""
+    return " ".join(node.text_content().split())
 
 
 def _squash(text: str) -> str:
