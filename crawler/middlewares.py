@@ -21,11 +21,15 @@ _CHALLENGE_TITLE = re.compile(
     r"kiểm tra trình duyệt|xác minh",
     re.I,
 )
-# Markup only challenge / captcha pages carry.
+# Markup only challenge pages carry.
 _CHALLENGE_MARKUP = re.compile(
-    r"cf-browser-verification|cf_chl_|/cdn-cgi/challenge-platform|challenge-form|cf-turnstile|"
-    r"g-recaptcha|h-captcha|hcaptcha\.com|recaptcha/api|_incapsula_resource|sucuri_cloudproxy|"
-    r"ddos-guard|enable javascript and cookies to continue|please enable javascript",
+    r"cf-browser-verification|cf_chl_|/cdn-cgi/challenge-platform|challenge-form|"
+    r"_incapsula_resource|sucuri_cloudproxy|ddos-guard|enable javascript and cookies to continue",
+    re.I,
+)
+# Captcha widgets: also on real pages (comment forms), so they only count on near-empty pages.
+_CAPTCHA_MARKUP = re.compile(
+    r"g-recaptcha|h-captcha|hcaptcha\.com|recaptcha/api|cf-turnstile|please enable javascript",
     re.I,
 )
 _JS_REDIRECT = re.compile(
@@ -72,8 +76,11 @@ def detect_interstitial(html: str | bytes) -> str | None:
             return f"challenge page titled {title!r}"
         if match := _CHALLENGE_MARKUP.search(html):
             return f"challenge markup {match.group(0)!r}"
-    if text_chars <= _STUB_TEXT_CHARS and (_JS_REDIRECT.search(scripts) or _META_REFRESH.search(
-            html)):
+    if text_chars > _STUB_TEXT_CHARS:
+        return None
+    if match := _CAPTCHA_MARKUP.search(html):
+        return f"captcha page {match.group(0)!r}"
+    if _JS_REDIRECT.search(scripts) or _META_REFRESH.search(html):
         return "redirect stub (script or meta refresh, almost no text)"
     return None
 
