@@ -127,6 +127,12 @@ class MirrorServer:
         """Base URL of the running server, e.g. ``http://127.0.0.1:8765``."""
         return f"http://{self.host}:{self.port}"
 
+    @property
+    def hosts(self) -> set[str]:
+        """The hosts this mirror serves (from its manifest)."""
+        _, resources = load_manifest(self.root)
+        return {urlsplit(resource.url).hostname or "" for resource in resources}
+
     def start(self) -> MirrorServer:
         """Validate the folder and the snapshot, then serve in a background thread."""
         self._snapshots, self._resources = load_manifest(self.root)

@@ -12,6 +12,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     rich_markup_mode="rich",
+    pretty_exceptions_show_locals=False,
 )
 app.command("crawl")(crawl.crawl)
 app.command("demo")(crawl.demo)

@@ -1,9 +1,149 @@
-"""`dtmon crawl` and `dtmon demo`."""
+"""`dtmon crawl` (on demand) and `dtmon demo` (the offline mirror at t1, then t2)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.live import Live
+from rich.table import Table
+from sqlalchemy.orm import Session, sessionmaker
+
+from crawler.sources import Registry, SourceConfigError, load_registry
+from monitor.cli.common import console, fail, open_database
+from monitor.crawling import CrawlOptions, CrawlOutcome, run_crawl, run_sources
+from monitor.mirror import DEFAULT_MIRROR_PATH, MirrorError, MirrorServer
+from storage.db import StorageError
+from storage.models import CrawlRunSource
+
+_COLUMNS = ("pages fetched", "not modified", "articles new", "articles seen", "errors")
 
 
-def crawl() -> None:
-    """Crawl the registry's sources (placeholder)."""
+def crawl(
+    source: Annotated[list[str] | None, typer.Option(
+        "--source", "-s", help="Crawl only this source (repeatable); default: every source.")]
+    = None,
+    sources: Annotated[list[Path] | None, typer.Option(
+        "--sources", help="Extra YAML file of sources in the registry's schema (repeatable); "
+                          "a minimal entry is `name` + `start_urls`.")] = None,
+    via: Annotated[str | None, typer.Option(
+        "--via", help="Send every request to this mirror server (e.g. http://127.0.0.1:8765) "
+                      "with X-Original-Scheme/-Host headers; stored URLs stay the real ones.")]
+    = None,
+    refresh: Annotated[bool, typer.Option(
+        "--refresh", help="Refetch articles that are already stored.")] = False,
+) -> None:
+    """Crawl the registry's sources now and store every new article once.
+
+    Shows live per-source progress, then a summary: pages fetched, articles new and already
+    seen, errors. The spider's full log is kept under data/logs/.
+    """
+    registry = _load_registry(sources or [])
+    names = list(source or [])
+    _check_names(registry, names)
+    outcome = _crawl_with_progress(CrawlOptions(sources=names, sources_files=sources or [],
+                                                via=via, refresh=refresh))
+    if outcome.status != "ok":
+        raise typer.Exit(1)
 
 
-def demo() -> None:
-    """Crawl the offline mirror (placeholder)."""
+def demo(
+    path: Annotated[Path, typer.Argument(
+        help="Offline mirror folder (manifest.json + bodies).")] = DEFAULT_MIRROR_PATH,
+    port: Annotated[int, typer.Option(help="Port of the mirror server (0: any free port).")]
+    = 0,
+) -> None:
+    """Crawl the offline mirror at t1, then at t2, into the default database.
+
+    Starts `dtmon mirror serve` over PATH on 127.0.0.1, crawls every registry source the
+    mirror serves through `--via`, switches the mirror to t2 and crawls again: the second
+    crawl adds only what is new.
+    """
+    try:
+        mirror = MirrorServer(path, snapshot="t1", port=port).start()
+    except (MirrorError, OSError) as exc:
+        fail(f"cannot serve the mirror: {exc}")
+    try:
+        registry = _load_registry([])
+        names = [s.name for s in registry.sources if set(s.all_hosts) & mirror.hosts]
+        console.print(f"Mirror of {len(names)} sources at {mirror.url} ({path})")
+        for snapshot in ("t1", "t2"):
+            mirror.set_snapshot(snapshot)
+            console.rule(f"crawl at {snapshot}")
+            outcome = _crawl_with_progress(CrawlOptions(sources=names, via=mirror.url,
+                                                        trigger="demo"))
+            if outcome.status != "ok":
+                raise typer.Exit(1)
+    finally:
+        mirror.stop()
+    console.print("Read what was found: [bold]dtmon articles list[/] "
+                  "(add --json for scripts), [bold]dtmon articles show ID[/].")
+
+
+def _crawl_with_progress(options: CrawlOptions) -> CrawlOutcome:
+    url, sessions = open_database()
+    started = time.monotonic()
+    try:
+        with Live(progress_table([]), console=console, refresh_per_second=4,
+                  transient=True) as live:
+            outcome = run_crawl(options, sessions, url,
+                                on_progress=lambda rows: live.update(progress_table(rows)))
+    except (StorageError, ValueError) as exc:
+        fail(str(exc))
+    _print_summary(sessions, outcome, time.monotonic() - started)
+    return outcome
+
+
+def progress_table(rows: Sequence[CrawlRunSource], title: str = "crawling…") -> Table:
+    """Per-source counters of a run, with a total line."""
+    table = Table(title=title, title_justify="left")
+    table.add_column("source")
+    for column in _COLUMNS:
+        table.add_column(column, justify="right")
+    totals = [0] * len(_COLUMNS)
+    for row in rows:
+        values = (row.pages_fetched, row.not_modified, row.articles_new, row.articles_seen,
+                  row.errors)
+        totals = [a + b for a, b in zip(totals, values, strict=True)]
+        table.add_row(row.source_name, *(str(v) for v in values))
+    table.add_section()
+    table.add_row("total", *(str(v) for v in totals), style="bold")
+    return table
+
+
+def _print_summary(sessions: sessionmaker[Session], outcome: CrawlOutcome,
+                   seconds: float) -> None:
+    rows = run_sources(sessions, outcome.run_id)
+    console.print(progress_table(rows, title=f"run {outcome.run_id}: {outcome.status} "
+                                             f"in {seconds:.1f} s"))
+    new = sum(row.articles_new for row in rows)
+    seen = sum(row.articles_seen for row in rows)
+    if outcome.status != "ok":
+        console.print(f"[red]The crawl failed (exit {outcome.returncode}); see "
+                      f"{outcome.log_path}[/]")
+    elif new == 0:
+        console.print(f"Nothing new: {seen} article(s) found were already stored.")
+    else:
+        console.print(f"{new} new article(s) stored, {seen} already stored.")
+    for row in rows:
+        for message in (row.error_messages or [])[:3]:
+            console.print(f"  [yellow]{row.source_name}[/]: {message}", highlight=False)
+    console.print(f"Log: {outcome.log_path}", style="dim")
+
+
+def _load_registry(extra: Sequence[Path]) -> Registry:
+    try:
+        return load_registry(extra=extra)
+    except SourceConfigError as exc:
+        fail(str(exc))
+
+
+def _check_names(registry: Registry, names: Sequence[str]) -> None:
+    try:
+        registry.select(names)
+    except KeyError as exc:
+        fail(exc.args[0] if exc.args else str(exc))
+

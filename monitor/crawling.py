@@ -1,0 +1,114 @@
+"""Running a crawl: `dtmon crawl`, `dtmon demo` and the daemon all start the ``news`` spider in
+a child process (the Twisted reactor cannot be restarted in one process) and follow it through
+its run record in the database."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from crawler.via import parse_via
+from storage import repository
+from storage.db import session_scope
+from storage.models import CrawlRun, CrawlRunSource
+
+LOG_DIR = Path("data") / "logs"
+_POLL_SECONDS = 0.5
+
+
+@dataclass
+class CrawlOptions:
+    """What to crawl and how (the `dtmon crawl` options)."""
+
+    sources: Sequence[str] = ()  # registry names; empty = every source
+    sources_files: Sequence[Path] = ()  # extra YAML files of sources
+    via: str | None = None  # mirror server that honours the --via contract
+    refresh: bool = False  # refetch articles already stored
+    trigger: str = "cli"
+    extra_settings: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CrawlOutcome:
+    """How a crawl ended: its run id, exit status and where the spider's log is."""
+
+    run_id: int
+    status: str
+    returncode: int
+    log_path: Path
+
+
+def spider_command(options: CrawlOptions, run_id: int, database_url: str) -> list[str]:
+    """The ``scrapy crawl news`` command line of one crawl run."""
+    command = [sys.executable, "-m", "scrapy", "crawl", "news"]
+    if options.sources:
+        command += ["-a", "sources=" + ",".join(options.sources)]
+    if options.sources_files:
+        command += ["-a", "sources_file=" + ",".join(str(p) for p in options.sources_files)]
+    settings = {
+        "DTMON_RUN_ID": str(run_id),
+        "DTMON_DATABASE_URL": database_url,
+        "DTMON_VIA": options.via or "",
+        "DTMON_REFRESH": "1" if options.refresh else "0",
+        **options.extra_settings,
+    }
+    for name, value in settings.items():
+        command += ["-s", f"{name}={value}"]
+    return command
+
+
+def run_crawl(
+    options: CrawlOptions,
+    sessions: sessionmaker[Session],
+    database_url: str,
+    on_progress: Callable[[list[CrawlRunSource]], None] | None = None,
+) -> CrawlOutcome:
+    """Crawl in a child process, reporting the run's per-source counters as they change.
+
+    The run is recorded ``ok`` when the spider exits cleanly, ``failed`` otherwise
+    (a crash, a kill, a bad option), so that every run leaves a record.
+    """
+    if options.via:
+        parse_via(options.via)  # a bad --via is an error now, not a crawl of nothing
+    with session_scope(sessions) as session:
+        run_id = repository.start_run(session, options.trigger).id
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    log_path = LOG_DIR / f"run-{run_id}.log"
+    env = {**os.environ, "SCRAPY_SETTINGS_MODULE": "crawler.settings"}
+    with log_path.open("wb") as log:
+        child = subprocess.Popen(spider_command(options, run_id, database_url), env=env,
+                                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        try:
+            while child.poll() is None:
+                if on_progress:
+                    on_progress(run_sources(sessions, run_id))
+                time.sleep(_POLL_SECONDS)
+        except BaseException:
+            child.terminate()
+            child.wait(timeout=30)
+            _finish(sessions, run_id, "failed")
+            raise
+    status = "ok" if child.returncode == 0 else "failed"
+    _finish(sessions, run_id, status)
+    if on_progress:
+        on_progress(run_sources(sessions, run_id))
+    return CrawlOutcome(run_id, status, child.returncode, log_path)
+
+
+def run_sources(sessions: sessionmaker[Session], run_id: int) -> list[CrawlRunSource]:
+    """The per-source records of run ``run_id`` as they stand now."""
+    with sessions() as session:
+        run = session.get(CrawlRun, run_id)
+        return list(run.sources) if run else []
+
+
+def _finish(sessions: sessionmaker[Session], run_id: int, status: str) -> None:
+    with session_scope(sessions) as session:
+        repository.finish_run(session, run_id, status)
