@@ -40,8 +40,10 @@ def list_articles(
             for article in articles:
                 echo_json_line(article_record(article))
             return
-        table = Table("id", "published", "source", "province", "relevant")
-        table.add_column("title", no_wrap=True, overflow="ellipsis")
+        table = Table()
+        for column in ("id", "published", "source", "province", "relevant"):
+            table.add_column(column, no_wrap=True)
+        table.add_column("title", overflow="ellipsis", no_wrap=True, min_width=20)
         count = 0
         for article in articles:
             count += 1
