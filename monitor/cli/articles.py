@@ -41,9 +41,10 @@ def list_articles(
                 echo_json_line(article_record(article))
             return
         table = Table()
-        for column in ("id", "published", "source", "province", "relevant"):
-            table.add_column(column, no_wrap=True)
-        table.add_column("title", overflow="ellipsis", no_wrap=True, min_width=20)
+        for column, width in (("id", 4), ("published", 10), ("source", 10), ("province", 11),
+                              ("relevant", 3)):
+            table.add_column(column, no_wrap=True, min_width=width)
+        table.add_column("title", overflow="ellipsis", no_wrap=True, ratio=1)
         count = 0
         for article in articles:
             count += 1
