@@ -12,6 +12,7 @@ import unicodedata
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from crawler.sources import REPO_SOURCES_PATH, Registry, SourceConfigError, bare_host, load_registry
 
@@ -30,11 +31,19 @@ def manifest(sites_dir: Path) -> list[dict]:
 
 
 def run_dtmon(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """The real command line in a fresh process (slow: use for exit codes and tracebacks)."""
     return subprocess.run(
         [sys.executable, "-c", "from monitor.cli import main; main()", *args],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
         env={**os.environ, "COLUMNS": "200", **(env or {})},
     )
+
+
+def invoke(*args: str, env: dict[str, str] | None = None):
+    """The command line in this process, through typer's runner."""
+    from monitor.cli import app
+
+    return CliRunner().invoke(app, list(args), env=env, terminal_width=200)
 
 
 # ---------------------------------------------------------------------------- the shipped registry
@@ -250,9 +259,8 @@ def test_cli_validate_default_registry():
     assert result.stdout.strip() == "OK: 37 sources, 34 provinces"
 
 
-@pytest.mark.parametrize("case", ["wrong type", "unknown province", "duplicate host"])
-def test_cli_validate_bad_file_exits_1_with_one_line_and_no_traceback(tmp_path, case):
-    entry, expected = BAD_ENTRIES[case]
+def test_cli_validate_bad_file_exits_1_with_one_line_and_no_traceback(tmp_path: Path):
+    entry, expected = BAD_ENTRIES["wrong type"]
     path = write_registry(tmp_path, entry + "\n")
     result = run_dtmon("sources", "validate", str(path))
     assert result.returncode == 1
@@ -262,11 +270,22 @@ def test_cli_validate_bad_file_exits_1_with_one_line_and_no_traceback(tmp_path, 
         assert part in result.stderr
 
 
+@pytest.mark.parametrize("case", ["unknown field", "unknown province", "duplicate host"])
+def test_cli_validate_reports_each_kind_of_error_on_one_line(tmp_path: Path, case: str):
+    entry, expected = BAD_ENTRIES[case]
+    path = write_registry(tmp_path, entry + "\n")
+    result = invoke("sources", "validate", str(path))
+    assert result.exit_code == 1
+    assert result.stdout == "" and len(result.stderr.strip().splitlines()) == 1
+    for part in expected:
+        assert part in result.stderr
+
+
 def test_cli_validate_merges_a_sources_only_file_onto_the_default(tmp_path: Path):
     extra = tmp_path / "local.yaml"
     extra.write_text("sources:\n  - {name: local, start_urls: ['http://127.0.0.1:9/']}\n", "utf-8")
-    result = run_dtmon("sources", "validate", str(extra))
-    assert result.returncode == 0, result.stderr
+    result = invoke("sources", "validate", str(extra))
+    assert result.exit_code == 0, result.output
     assert result.stdout.strip() == "OK: 38 sources, 34 provinces"
 
 
@@ -274,17 +293,17 @@ def test_cli_list_json_with_extra_sources_and_env_override(tmp_path: Path):
     main = write_registry(tmp_path, "- {name: hue, start_urls: ['https://hue.gov.vn/']}\n")
     extra = tmp_path / "local.yaml"
     extra.write_text("sources:\n  - {name: local, start_urls: ['http://127.0.0.1:9/']}\n", "utf-8")
-    result = run_dtmon("sources", "list", "--json", "--sources", str(extra),
-                       env={"DTMON_SOURCES": str(main)})
-    assert result.returncode == 0, result.stderr
+    result = invoke("sources", "list", "--json", "--sources", str(extra),
+                    env={"DTMON_SOURCES": str(main)})
+    assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert [(r["name"], r["province"], r["domains"]) for r in rows] == [
         ("hue", "Huế", ["hue.gov.vn"]), ("local", None, ["127.0.0.1"])]
 
 
 def test_cli_list_table_shows_every_source():
-    result = run_dtmon("sources", "list")
-    assert result.returncode == 0, result.stderr
+    result = invoke("sources", "list")
+    assert result.exit_code == 0, result.output
     for name in [*MIRRORED_SOURCES, "hochiminhcity", "tuyenquang"]:
         assert f" {name} " in result.stdout
     assert "Tuyên Quang" in result.stdout and "POST" in result.stdout
