@@ -44,7 +44,7 @@ def list_articles(
         for column, width in (("id", 4), ("published", 10), ("source", 10), ("province", 11),
                               ("relevant", 3)):
             table.add_column(column, no_wrap=True, min_width=width)
-        table.add_column("title", overflow="ellipsis", no_wrap=True, ratio=1)
+        table.add_column("title")
         count = 0
         for article in articles:
             count += 1
