@@ -112,6 +112,8 @@ _DEFAULT_OFFSET = "+07:00"
 _DATE_LINE_MAX = 160
 _DATE_SCAN_LIMIT = 60
 
+_WORD = re.compile(r"[^\W\d_]{2,}")
+_MIN_BODY_WORDS = 5
 _VIETNAMESE_LETTERS = re.compile(r"[ăâđêôơưạảấầẩẫậắằẳẵặẹẻẽếềểễệỉịọỏốồổỗộớờởỡợụủứừửữựỳỵỷỹ]")
 
 
@@ -130,8 +132,8 @@ class Article:
 
     @property
     def is_empty(self) -> bool:
-        """True when no usable body text was found."""
-        return not self.text.strip()
+        """True when no usable body text was found (fewer than a few words)."""
+        return len(_WORD.findall(self.text)) < _MIN_BODY_WORDS
 
 
 @dataclass
