@@ -21,9 +21,6 @@ RETRY_HTTP_CODES = [408, 429, 500, 502, 503, 504, 520, 521, 522, 524]
 
 # Anti-bot interstitials are dropped after redirects and decompression (590), before retries.
 DOWNLOADER_MIDDLEWARES = {"crawler.middlewares.InterstitialMiddleware": 580}
-# Optional hook: import path of a factory f(crawler) -> (url_key -> bool) telling the news
-# spider which articles are already stored (None: nothing is known).
-DTMON_KNOWN_URL_KEYS = None
 # Sitemap index: read at most this many shards, newest first.
 DTMON_SITEMAP_MAX_SHARDS = 12
 DOWNLOAD_TIMEOUT = 60

@@ -12,9 +12,9 @@ Per-source counters live in the crawler stats under ``dtmon/<source>/<counter>``
 yielded), ``errors``, ``interstitials`` (crawler/middlewares.py), ``empty_pages``,
 ``not_modified``, ``duplicates``. Error messages are collected in ``spider.source_errors[name]``.
 
-Already stored articles are skipped through an optional hook: the spider argument
-``known_url_keys`` (a callable ``key -> bool`` or a collection of keys) or the setting
-``DTMON_KNOWN_URL_KEYS`` (a factory ``f(crawler) -> callable``, or its import path).
+Already stored articles are skipped through an optional hook, the attribute (or spider
+argument) ``known_url_keys``: a callable ``url_key -> bool`` (or a collection of keys) that the
+storage pipeline sets from the database when the spider opens. Default: nothing is known.
 """
 
 from __future__ import annotations
@@ -28,10 +28,8 @@ from urllib.parse import urljoin, urlsplit
 
 import feedparser
 import scrapy
-from scrapy.crawler import Crawler
 from scrapy.http import FormRequest, Request, Response, TextResponse
 from scrapy.spidermiddlewares.httperror import HttpError
-from scrapy.utils.misc import load_object
 from scrapy.utils.sitemap import Sitemap
 from twisted.python.failure import Failure
 
@@ -74,14 +72,6 @@ class NewsSpider(scrapy.Spider):
         self._requested_keys: set[str] = set()
         self._yielded_keys: set[str] = set()
         self._visited_listings: set[tuple] = set()
-
-    @classmethod
-    def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> NewsSpider:
-        spider = super().from_crawler(crawler, *args, **kwargs)
-        factory = crawler.settings.get("DTMON_KNOWN_URL_KEYS")
-        if factory and kwargs.get("known_url_keys") is None:
-            spider.known_url_keys = _as_predicate(load_object(factory)(crawler))
-        return spider
 
     # ------------------------------------------------------------------ start
 
