@@ -5,6 +5,7 @@ Each crawl runs in a subprocess (the Twisted reactor cannot be restarted inside 
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import subprocess
@@ -17,6 +18,7 @@ import pytest
 import yaml
 
 from crawler.sources import REPO_SOURCES_PATH
+from crawler.spiders.news import newest_first, read_sitemap
 from crawler.urls import url_key
 from monitor.mirror import MirrorServer
 
@@ -130,3 +132,34 @@ def test_selected_sources_and_reported_errors(mirror: MirrorServer, tmp_path: Pa
     assert "'dtmon/gone/errors': 1" in log
     assert "[vov] malformed feed https://vov.vn/chuyen-doi-so" in log
     assert "unused.example.vn" not in log
+
+
+# ---------------------------------------------------------------------------- sitemap parsing
+
+XXE_SITEMAP = b"""<?xml version="1.0"?>
+<!DOCTYPE urlset [<!ENTITY secret SYSTEM "file:///etc/passwd"><!ENTITY a "aaaaaaaaaa">
+<!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">]>
+<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">
+<url><loc>https://site.vn/bai-viet-1.html&secret;&b;</loc></url>
+<url><loc>https://site.vn/bai-viet-2.html</loc></url></urlset>"""
+
+
+def test_sitemaps_are_parsed_without_expanding_entities() -> None:
+    kind, entries = read_sitemap(XXE_SITEMAP)
+    assert kind == "urlset"
+    locs = [entry["loc"] for entry in entries]
+    assert locs[-1] == "https://site.vn/bai-viet-2.html"
+    assert all("root:" not in loc and "aaaa" not in loc for loc in locs)
+    assert read_sitemap(gzip.compress(XXE_SITEMAP)) == (kind, entries)
+    assert read_sitemap(b"<html><body>not a sitemap</body></html>") is None
+    assert read_sitemap(b"") is None
+
+
+def test_sitemap_index_shards_newest_first() -> None:
+    shards = [{"loc": f"https://vov.vn/sitemaps/{y}/{m}/article.xml"}
+              for y, m in ((2024, 12), (2025, 2), (2025, 10), (2025, 6))]
+    assert [s["loc"].split("sitemaps/")[1] for s in newest_first(shards)] == [
+        "2025/10/article.xml", "2025/6/article.xml", "2025/2/article.xml", "2024/12/article.xml"]
+    dated = [{"loc": "https://x.vn/a.xml", "lastmod": "2025-01-01"},
+             {"loc": "https://x.vn/b.xml", "lastmod": "2025-03-01"}]
+    assert newest_first(dated)[0]["loc"] == "https://x.vn/b.xml"

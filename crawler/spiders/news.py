@@ -114,13 +114,13 @@ class NewsSpider(scrapy.Spider):
     def parse_sitemap(self, response: Response) -> Iterator[Request]:
         """Sitemap index → shard sitemaps (newest first); urlset → article candidates."""
         source = self._fetched(response)
-        sitemap = _parse_sitemap(response.body)
+        sitemap = read_sitemap(response.body)
         if sitemap is None:
             self._error(source, f"malformed sitemap {response.url}")
             return
         kind, entries = sitemap
         if kind == "sitemapindex":
-            shards = _newest_first(entries)[: self.settings.getint("DTMON_SITEMAP_MAX_SHARDS", 12)]
+            shards = newest_first(entries)[: self.settings.getint("DTMON_SITEMAP_MAX_SHARDS", 3)]
             self.logger.info("[%s] sitemap index %s: %d shard(s), reading %d",
                              source.name, response.url, len(entries), len(shards))
             for entry in shards:
@@ -317,7 +317,7 @@ def _as_predicate(known: KnownUrlKeys | Collection[str] | None) -> KnownUrlKeys:
     return frozenset(known).__contains__
 
 
-def _parse_sitemap(body: bytes) -> tuple[str, list[dict[str, Any]]] | None:
+def read_sitemap(body: bytes) -> tuple[str, list[dict[str, Any]]] | None:
     """(type, entries with a ``loc``) of a sitemap, gunzipped if needed; None if unreadable.
 
     Scrapy's Sitemap parses with lxml without resolving entities or touching the network.
@@ -337,7 +337,7 @@ def _parse_sitemap(body: bytes) -> tuple[str, list[dict[str, Any]]] | None:
     return sitemap.type, entries
 
 
-def _newest_first(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def newest_first(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Shards by ``lastmod``, then by the numbers in their URL (``/2025/6/``), newest first."""
 
     def recency(entry: dict[str, Any]) -> tuple:
