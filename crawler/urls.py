@@ -96,9 +96,10 @@ def _is_web_url(text: str) -> bool:
 
 
 def _canonical(text: str, registry: Registry | None) -> tuple[str, Source | None]:
-    if not _is_web_url(text):
+    safe = safe_url_string(text) if _is_web_url(text) else ""
+    if not _is_web_url(safe):
         return text, None
-    parts = urlsplit(safe_url_string(text))
+    parts = urlsplit(safe)
     origin = urlsplit(normalize_url(SplitResult(parts.scheme, parts.netloc, "", "", "")))
     source = registry.source_for_host(origin.hostname or "") if registry else None
     scheme, netloc = _source_origin(origin, source)
@@ -113,7 +114,8 @@ def _source_origin(origin: SplitResult, source: Source | None) -> tuple[str, str
         return origin.scheme, origin.netloc
     host = bare_host(origin.hostname or "")
     canonical_host = next((d for d in source.domains if bare_host(d) == host), source.domains[0])
-    port = f":{origin.port}" if origin.port else ""
+    default_port = {"http": 80, "https": 443}[source.scheme]
+    port = f":{origin.port}" if origin.port and origin.port != default_port else ""
     userinfo = origin.netloc.rpartition("@")[0]
     return source.scheme, (f"{userinfo}@" if userinfo else "") + canonical_host + port
 
