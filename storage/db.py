@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -175,13 +176,27 @@ def _normalise_url(url: URL) -> URL:
 
 def _configure_sqlite_connection(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
     """Per-connection SQLite settings: wait for locks, WAL, enforced foreign keys."""
-    for pragma in (
-        f"busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}",  # first: the next ones may wait for a lock
-        "journal_mode = WAL",
-        "synchronous = NORMAL",
-        "foreign_keys = ON",
-    ):
-        dbapi_connection.execute(f"PRAGMA {pragma}")
+    dbapi_connection.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+    _enable_wal(dbapi_connection)
+    dbapi_connection.execute("PRAGMA synchronous = NORMAL")
+    dbapi_connection.execute("PRAGMA foreign_keys = ON")
+
+
+def _enable_wal(dbapi_connection: sqlite3.Connection) -> None:
+    """Switch to WAL, retrying while another process writes the still rollback-journal file.
+
+    SQLite answers "locked" at once there instead of calling the busy handler; this only
+    happens while a new database file is being created by several processes.
+    """
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            dbapi_connection.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 def _begin_before_savepoint(connection: Connection, _name: str) -> None:

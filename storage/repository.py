@@ -1,0 +1,377 @@
+"""Reading and writing dtmon's tables. Every function takes a Session; the caller owns the
+transaction (see :func:`storage.db.session_scope`).
+
+Writers that may race with other processes (sources, articles and their URLs, run stats,
+validators) insert inside a SAVEPOINT and, when a unique constraint says another process got
+there first, fall back to the row it stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta, timezone
+from itertools import islice
+from typing import TypeVar
+
+from sqlalchemy import Select, func, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, selectinload
+
+from crawler.vietnamese import match_key
+from storage.models import Article, ArticleUrl, CrawlRun, CrawlRunSource, FetchState, Source
+
+VIETNAM = timezone(timedelta(hours=7))
+# Stays well below every backend's limit on bound parameters per statement.
+_IN_CHUNK = 500
+
+T = TypeVar("T")
+
+
+# --- time and content helpers ---------------------------------------------------------------
+
+
+def utc_naive(moment: datetime) -> datetime:
+    """``moment`` as naive UTC, the form every DateTime column holds (naive input is UTC)."""
+    if moment.tzinfo is None:
+        return moment
+    return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+def utcnow() -> datetime:
+    """The current time as naive UTC."""
+    return utc_naive(datetime.now(UTC))
+
+
+def published_at_utc(published: str | None) -> datetime | None:
+    """The UTC instant of a page's ISO 8601 date (``None`` when absent or unreadable).
+
+    A bare date means midnight in Vietnam (+07:00), as does a time without an offset.
+    """
+    if not published:
+        return None
+    try:
+        moment = datetime.fromisoformat(published.strip())
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=VIETNAM)
+    return utc_naive(moment)
+
+
+def content_hash(text: str) -> str:
+    """sha256 hex of the normalised body: equal for copies differing only in case, spacing,
+    punctuation or tone-mark placement."""
+    return hashlib.sha256(match_key(text).encode("utf-8")).hexdigest()
+
+
+def decompress_html(raw_html: bytes) -> bytes:
+    """The response body stored (compressed) in ``Article.raw_html``."""
+    return zlib.decompress(raw_html) if raw_html else b""
+
+
+# --- sources --------------------------------------------------------------------------------
+
+
+def ensure_source(session: Session, name: str, province: str | None) -> Source:
+    """The source row called ``name``, created when missing; its province kept current."""
+    source, created = _get_or_insert(
+        session,
+        lambda: session.scalar(select(Source).where(Source.name == name)),
+        lambda: Source(name=name, province=province, created_at=utcnow()),
+    )
+    if not created and province and source.province != province:
+        source.province = province
+    return source
+
+
+# --- articles -------------------------------------------------------------------------------
+
+
+@dataclass
+class ArticleData:
+    """An article as the crawler hands it to storage (``raw_html`` uncompressed)."""
+
+    source_name: str
+    url: str
+    url_key: str
+    title: str
+    text: str
+    province: str | None = None
+    urls: list[str] = field(default_factory=list)  # every URL that led to the page
+    published: str | None = None  # ISO 8601, or a bare date
+    author: str | None = None
+    original_source: str | None = None
+    tags: list[str] = field(default_factory=list)
+    language: str | None = None
+    raw_html: bytes = b""
+    content_hash: str | None = None  # computed from ``text`` when absent
+    fetched_at: datetime | None = None  # now when absent
+    topic_score: float | None = None
+    relevant: bool | None = None
+    topic_matches: dict[str, int] | None = None
+
+    def all_urls(self) -> list[str]:
+        """The canonical URL then every other URL, each once."""
+        return list(dict.fromkeys([self.url, *self.urls]))
+
+
+def known_url_keys(session: Session, keys: Iterable[str]) -> set[str]:
+    """Those of ``keys`` that already belong to a stored article."""
+    found: set[str] = set()
+    for chunk in _chunks(set(keys)):
+        found.update(session.scalars(select(Article.url_key).where(Article.url_key.in_(chunk))))
+    return found
+
+
+def find_article_by_urls(session: Session, url_key: str, urls: Iterable[str]) -> Article | None:
+    """The stored article with this URL key or reached by any of ``urls``."""
+    article = session.scalar(select(Article).where(Article.url_key == url_key))
+    if article is not None:
+        return article
+    for chunk in _chunks(dict.fromkeys(urls)):
+        article = session.scalar(
+            select(Article).join(ArticleUrl.article).where(ArticleUrl.url.in_(chunk)).limit(1)
+        )
+        if article is not None:
+            return article
+    return None
+
+
+def add_article(session: Session, data: ArticleData) -> tuple[Article, bool]:
+    """Store an article once: returns ``(article, True)`` when new.
+
+    When it is already stored (same URL key or any shared URL), only its unseen URLs are
+    recorded and ``(existing, False)`` is returned. Safe when processes store it at once.
+    """
+    urls = data.all_urls()
+    source = ensure_source(session, data.source_name, data.province)
+    article, created = _get_or_insert(
+        session,
+        lambda: find_article_by_urls(session, data.url_key, urls),
+        lambda: _new_article(source, data, urls),
+    )
+    if not created:
+        record_urls(session, article, urls)
+    return article, created
+
+
+def record_urls(session: Session, article: Article, urls: Iterable[str]) -> None:
+    """Attach those of ``urls`` not yet recorded anywhere to ``article``."""
+    urls = list(dict.fromkeys(urls))
+    known = set()
+    for chunk in _chunks(urls):
+        known.update(session.scalars(select(ArticleUrl.url).where(ArticleUrl.url.in_(chunk))))
+    for url in urls:
+        if url not in known:
+            _get_or_insert(
+                session,
+                lambda url=url: session.scalar(select(ArticleUrl).where(ArticleUrl.url == url)),
+                lambda url=url: ArticleUrl(url=url, article_id=article.id),
+            )
+    session.expire(article, ["urls"])
+
+
+def _new_article(source: Source, data: ArticleData, urls: list[str]) -> Article:
+    return Article(
+        source=source,
+        url=data.url,
+        url_key=data.url_key,
+        title=data.title,
+        text=data.text,
+        published=data.published,
+        published_at=published_at_utc(data.published),
+        author=data.author,
+        original_source=data.original_source,
+        province=data.province,
+        tags=list(data.tags),
+        language=data.language,
+        raw_html=zlib.compress(data.raw_html, 6),
+        content_hash=data.content_hash or content_hash(data.text),
+        fetched_at=utc_naive(data.fetched_at) if data.fetched_at else utcnow(),
+        topic_score=data.topic_score,
+        relevant=data.relevant,
+        topic_matches=data.topic_matches,
+        urls=[ArticleUrl(url=url) for url in urls],
+    )
+
+
+def iter_articles(
+    session: Session,
+    *,
+    since: datetime | date | None = None,
+    source: str | None = None,
+    province: str | None = None,
+    relevant: bool | None = None,
+    limit: int | None = None,
+    batch: int = 500,
+) -> Iterator[Article]:
+    """Stream articles, newest first, ``batch`` rows at a time.
+
+    ``since`` keeps articles dated (published, else fetched) at or after it; a bare date
+    means midnight in Vietnam, a naive datetime is UTC. ``source`` is a registry name.
+    """
+    statement = _article_query(since=since, source=source, province=province, relevant=relevant)
+    if limit is not None:
+        statement = statement.limit(limit)
+    yield from session.scalars(statement.execution_options(yield_per=batch))
+
+
+def _article_query(
+    *,
+    since: datetime | date | None,
+    source: str | None,
+    province: str | None,
+    relevant: bool | None,
+) -> Select:
+    dated = func.coalesce(Article.published_at, Article.fetched_at)
+    statement = select(Article).order_by(dated.desc(), Article.id.desc())
+    if since is not None:
+        statement = statement.where(dated >= _as_utc_moment(since))
+    if source is not None:
+        statement = statement.join(Article.source).where(Source.name == source)
+    if province is not None:
+        statement = statement.where(Article.province == province)
+    if relevant is not None:
+        statement = statement.where(Article.relevant.is_(relevant))
+    return statement
+
+
+def _as_utc_moment(moment: datetime | date) -> datetime:
+    if isinstance(moment, datetime):
+        return utc_naive(moment)
+    return utc_naive(datetime.combine(moment, time(), tzinfo=VIETNAM))
+
+
+def get_article(session: Session, id_or_url: int | str) -> Article | None:
+    """The article with this id, or reached by this URL (canonical, alias or URL key)."""
+    if isinstance(id_or_url, int) or id_or_url.isdigit():
+        return session.get(Article, int(id_or_url))
+    return session.scalar(
+        select(Article)
+        .outerjoin(Article.urls)
+        .where(
+            or_(
+                Article.url == id_or_url,
+                Article.url_key == id_or_url,
+                ArticleUrl.url == id_or_url,
+            )
+        )
+        .limit(1)
+    )
+
+
+# --- crawl runs -----------------------------------------------------------------------------
+
+
+def start_run(session: Session, trigger: str) -> CrawlRun:
+    """Record a crawl run starting now (``trigger``: cli, daemon, demo...); id assigned."""
+    run = CrawlRun(started_at=utcnow(), status="running", trigger=trigger)
+    session.add(run)
+    session.flush()
+    return run
+
+
+def source_stats(session: Session, run_id: int, source_name: str) -> CrawlRunSource:
+    """The counters of ``source_name`` within run ``run_id``, created at zero when missing."""
+    stats, _ = _get_or_insert(
+        session,
+        lambda: session.scalar(
+            select(CrawlRunSource).where(
+                CrawlRunSource.run_id == run_id, CrawlRunSource.source_name == source_name
+            )
+        ),
+        lambda: CrawlRunSource(
+            run_id=run_id,
+            source_name=source_name,
+            pages_fetched=0,
+            not_modified=0,
+            articles_new=0,
+            articles_seen=0,
+            errors=0,
+            error_messages=[],
+            stats={},
+        ),
+    )
+    return stats
+
+
+def finish_run(session: Session, run_id: int, status: str) -> CrawlRun:
+    """Mark run ``run_id`` finished now with ``status`` (ok or failed)."""
+    run = session.get_one(CrawlRun, run_id)
+    run.status = status
+    run.finished_at = utcnow()
+    return run
+
+
+def list_runs(session: Session, limit: int = 20) -> Sequence[CrawlRun]:
+    """The latest ``limit`` runs, newest first, with their per-source counters."""
+    return session.scalars(
+        select(CrawlRun)
+        .options(selectinload(CrawlRun.sources))
+        .order_by(CrawlRun.started_at.desc(), CrawlRun.id.desc())
+        .limit(limit)
+    ).all()
+
+
+def get_run(session: Session, run_id: int) -> CrawlRun | None:
+    """Run ``run_id`` with its per-source counters, or ``None``."""
+    return session.get(CrawlRun, run_id, options=[selectinload(CrawlRun.sources)])
+
+
+# --- HTTP validators ------------------------------------------------------------------------
+
+
+def get_validators(session: Session, url: str) -> tuple[str | None, str | None]:
+    """``(etag, last_modified)`` saved for ``url``; ``(None, None)`` when never fetched."""
+    state = session.get(FetchState, url)
+    return (state.etag, state.last_modified) if state else (None, None)
+
+
+def save_validators(
+    session: Session, url: str, etag: str | None, last_modified: str | None
+) -> None:
+    """Remember the validators of ``url``'s latest response, for a conditional request."""
+    state, _ = _get_or_insert(
+        session,
+        lambda: session.get(FetchState, url),
+        lambda: FetchState(url=url, fetched_at=utcnow()),
+    )
+    state.etag = etag
+    state.last_modified = last_modified
+    state.fetched_at = utcnow()
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def _chunks(items: Iterable[T], size: int = _IN_CHUNK) -> Iterator[list[T]]:
+    """``items`` in lists of at most ``size`` (IN clauses stay under parameter limits)."""
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+def _get_or_insert(
+    session: Session, lookup: Callable[[], T | None], make: Callable[[], T]
+) -> tuple[T, bool]:
+    """``(row, created)``: the row ``lookup`` finds, else ``make()`` inserted in a SAVEPOINT.
+
+    If the insert breaks a unique constraint (another process inserted it meanwhile), the
+    savepoint is rolled back and the other process's row is returned.
+    """
+    existing = lookup()
+    if existing is not None:
+        return existing, False
+    row = make()
+    try:
+        with session.begin_nested():
+            session.add(row)
+    except IntegrityError:
+        existing = lookup()
+        if existing is None:
+            raise
+        return existing, False
+    return row, True
