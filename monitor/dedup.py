@@ -32,7 +32,7 @@ from functools import cache
 
 import numpy as np
 from datasketch import MinHash
-from sqlalchemy import delete, insert, select, tuple_
+from sqlalchemy import and_, delete, insert, or_, select
 from sqlalchemy.orm import Session
 
 from crawler.vietnamese import match_tokens
@@ -129,9 +129,11 @@ def index_candidates(session: Session, buckets: Sequence[tuple[int, int]]) -> li
     """Ids of indexed articles sharing at least one bucket, ascending."""
     if not buckets:
         return []
+    # An OR of (band, bucket) equalities: SQLite cannot use the index for a row-value IN list.
+    matches = [and_(LshBucket.band == b, LshBucket.bucket_hash == h) for b, h in buckets]
     query = (
         select(LshBucket.article_id)
-        .where(tuple_(LshBucket.band, LshBucket.bucket_hash).in_(list(buckets)))
+        .where(or_(*matches))
         .distinct()
         .order_by(LshBucket.article_id)
     )

@@ -1,0 +1,245 @@
+"""Near-duplicate index at scale: insert+query latency, memory and recall against brute force.
+
+Fills the persistent LSH index (a real SQLite file, the dtmon schema) with synthetic
+Vietnamese-like documents built from a syllable vocabulary, with injected syndicated copies
+(extra title line, credit line, dropped last paragraph, changed caption). Then:
+
+* times the per-article path of :func:`monitor.dedup.assign_story` minus the Article row itself
+  (shingles, MinHash, candidate query, verification, bucket and fingerprint rows, commit) on new
+  documents at full size;
+* measures recall of the index on the first ``SUBSET`` documents against exact Jaccard over all
+  their pairs (pairs sharing no shingle have Jaccard 0), and the latency of a brute-force scan;
+* compares MinHash (exact Jaccard) with a 64-bit SimHash on the constructed pairs.
+
+``DTMON_BENCH_DEDUP_DOCS`` sets the document count (default 1,000,000; CI runs a small one).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+import random
+import resource
+import tempfile
+import time
+from collections import Counter, defaultdict
+from multiprocessing import Pool
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import event, select
+
+from monitor import dedup
+from storage.db import init_db, make_engine, session_factory
+from storage.models import ArticleFingerprint
+
+DOCS = int(os.environ.get("DTMON_BENCH_DEDUP_DOCS", "1000000"))
+SUBSET = 10_000
+TIMED = 2_000
+COPY_RATE = 0.05
+FILL_BATCH = 5_000
+PAIRS_FILE = Path(__file__).resolve().parents[1] / "tests" / "data" / "dedup_pairs.jsonl"
+
+_INITIALS = "b c ch d đ g gh h k kh l m n ng nh p ph qu r s t th tr v x"
+_RHYMES = (
+    "a ai am an ang anh ao au ay e em en eng i im in inh iu o oi om on ong u ui um un ung"
+    " ư ưa ưng ơ ơi ơn ê ên ênh ô ôi ông uy"
+)
+_TONES = ["", "\u0301", "\u0300", "\u0309", "\u0303", "\u0323"]
+VOCAB = [i + r + t for i in _INITIALS.split() for r in _RHYMES.split() for t in _TONES]
+# Zipf-like frequencies: a few syllables recur everywhere, as in real text.
+_CUM_WEIGHTS = list(itertools.accumulate(1 / (rank + 1) for rank in range(len(VOCAB))))
+
+
+def _words(rng: random.Random, count: int) -> list[str]:
+    return rng.choices(VOCAB, cum_weights=_CUM_WEIGHTS, k=count)
+
+
+def _paragraphs(seed: int) -> list[str]:
+    rng = random.Random(seed)
+    return [" ".join(_words(rng, rng.randint(30, 70))) + "." for _ in range(rng.randint(3, 6))]
+
+
+def _copy(paragraphs: list[str], rng: random.Random) -> list[str]:
+    """A syndicated copy: some of title line, credit line, dropped last paragraph, caption."""
+    edited = list(paragraphs)
+    if rng.random() < 0.5:
+        edited = edited[:-1]
+    if rng.random() < 0.5:
+        edited.insert(1, "Ảnh: " + " ".join(_words(rng, 12)) + ".")
+    if rng.random() < 0.5:
+        edited.insert(0, " ".join(_words(rng, 10)).capitalize())
+    if rng.random() < 0.5:
+        edited.append(rng.choice(["Theo VOV", "Nguồn: Báo tỉnh", "(Theo VOV.VN)"]))
+    return edited
+
+
+def document(i: int) -> str:
+    """Document ``i`` of the synthetic corpus (deterministic); some are copies of earlier ones."""
+    rng = random.Random(-1 - i)
+    if i > 0 and rng.random() < COPY_RATE:
+        return "\n".join(_copy(_paragraphs(rng.randrange(i)), rng))
+    return "\n".join(_paragraphs(i))
+
+
+def _without_foreign_keys(dbapi_connection, _record) -> None:
+    # The benchmark indexes documents, not Article rows: bucket rows point at no article.
+    dbapi_connection.execute("PRAGMA foreign_keys=OFF")
+
+
+def _fingerprint(i: int) -> tuple[int, bytes, list[tuple[int, int]]]:
+    sig = dedup.signature(dedup.shingles(document(i)))
+    return i, dedup.signature_bytes(sig), dedup.band_buckets(sig)
+
+
+def _fill(engine, count: int) -> float:
+    """Bulk-load fingerprints and buckets of documents 1..count (ids = document numbers)."""
+    started = time.perf_counter()
+    raw = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        with Pool(os.cpu_count() or 2) as pool:
+            batch: list[tuple[int, bytes, list[tuple[int, int]]]] = []
+            for item in pool.imap(_fingerprint, range(1, count + 1), chunksize=500):
+                batch.append(item)
+                if len(batch) == FILL_BATCH:
+                    _insert_batch(cursor, batch)
+                    raw.commit()
+                    batch = []
+            _insert_batch(cursor, batch)
+            raw.commit()
+    finally:
+        raw.close()
+    return time.perf_counter() - started
+
+
+def _insert_batch(cursor, batch) -> None:
+    cursor.executemany(
+        "INSERT INTO article_fingerprints (article_id, signature) VALUES (?, ?)",
+        [(i, sig) for i, sig, _ in batch],
+    )
+    cursor.executemany(
+        "INSERT INTO lsh_buckets (band, bucket_hash, article_id) VALUES (?, ?, ?)",
+        [(band, h, i) for i, _, buckets in batch for band, h in buckets],
+    )
+
+
+def _timed_insert(session, article_id: int, text: str) -> None:
+    """What assign_story does for the index, minus the Article row: query, verify, add."""
+    shingle_set = dedup.shingles(text)
+    sig = dedup.signature(shingle_set)
+    candidates = dedup.index_candidates(session, dedup.band_buckets(sig))
+    for stored in session.scalars(
+        select(ArticleFingerprint.signature).where(ArticleFingerprint.article_id.in_(candidates))
+    ):
+        dedup.estimated_jaccard(sig, dedup.signature_from_bytes(stored))
+    dedup.index_add(session, article_id, sig)
+    session.commit()
+
+
+def _percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.array(values), q))
+
+
+def _true_pairs(sets: list[frozenset[str]]) -> set[tuple[int, int]]:
+    """All pairs with exact Jaccard >= threshold (via postings: other pairs share nothing)."""
+    postings: dict[str, list[int]] = defaultdict(list)
+    pairs = set()
+    for doc, shingle_set in enumerate(sets):
+        shared: Counter[int] = Counter()
+        for s in shingle_set:
+            shared.update(postings[s])
+            postings[s].append(doc)
+        for other, n in shared.items():
+            if n / (len(sets[other]) + len(shingle_set) - n) >= dedup.DUPLICATE_THRESHOLD:
+                pairs.add((other, doc))
+    return pairs
+
+
+def _recall(session, sets: list[frozenset[str]]) -> tuple[float, int]:
+    truth = _true_pairs(sets)
+    found = 0
+    for a, b in truth:
+        candidates = dedup.index_candidates(
+            session, dedup.band_buckets(dedup.signature(sets[b]))
+        )
+        found += a in candidates  # article id = document number
+    return (found / len(truth) if truth else 1.0), len(truth)
+
+
+def _brute_force_query_ms(sets: list[frozenset[str]], queries: int = 20) -> float:
+    timings = []
+    for q in range(queries):
+        started = time.perf_counter()
+        [dedup.jaccard(sets[q], other) for other in sets]
+        timings.append((time.perf_counter() - started) * 1000)
+    return _percentile(timings, 50)
+
+
+def _simhash(shingle_set: frozenset[str]) -> int:
+    weights = np.zeros(64)
+    for s in shingle_set:
+        bits = int.from_bytes(hashlib.blake2b(s.encode(), digest_size=8).digest(), "little")
+        weights += np.where((bits >> np.arange(64, dtype=np.uint64)) & 1, 1, -1)
+    return int(sum(1 << k for k in range(64) if weights[k] > 0))
+
+
+def _separation_rows() -> list[dict]:
+    """Margin between the lowest-scored copy and the highest-scored non-copy, both methods."""
+    pairs = [json.loads(line) for line in PAIRS_FILE.read_text("utf-8").splitlines() if line]
+    scores: dict[str, dict[bool, list[float]]] = {"minhash": {}, "simhash": {}}
+    for pair in pairs:
+        a, b = dedup.shingles(pair["a_text"]), dedup.shingles(pair["b_text"])
+        similar_bits = 1 - bin(_simhash(a) ^ _simhash(b)).count("1") / 64
+        scores["minhash"].setdefault(pair["duplicate"], []).append(dedup.jaccard(a, b))
+        scores["simhash"].setdefault(pair["duplicate"], []).append(similar_bits)
+    return [
+        {
+            "metric": f"pairs: {name} lowest copy - highest non-copy",
+            "value": round(min(s[True]) - max(s[False]), 3),
+            "unit": "similarity",
+        }
+        for name, s in scores.items()
+    ]
+
+
+def run() -> list[dict]:
+    """Fill the index with ``DOCS`` documents and measure; rows per bench/__init__.py."""
+    with tempfile.TemporaryDirectory() as folder:
+        engine = make_engine(f"sqlite:///{Path(folder) / 'bench.db'}")
+        event.listen(engine, "connect", _without_foreign_keys)
+        init_db(engine)
+        fill_seconds = _fill(engine, DOCS)
+        timings = []
+        with session_factory(engine)() as session:
+            for n in range(DOCS + 1, DOCS + 1 + TIMED):
+                text = document(n)
+                started = time.perf_counter()
+                _timed_insert(session, n, text)
+                timings.append((time.perf_counter() - started) * 1000)
+            subset = [dedup.shingles(document(i)) for i in range(1, min(SUBSET, DOCS) + 1)]
+            recall, true_pairs = _recall(session, [frozenset()] + subset)
+        db_mb = (Path(folder) / "bench.db").stat().st_size / 2**20
+        engine.dispose()
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return [
+        {"metric": "documents indexed", "value": DOCS, "unit": "docs"},
+        {"metric": "bulk fill time", "value": round(fill_seconds, 1), "unit": "s"},
+        {"metric": "insert+query p50", "value": round(_percentile(timings, 50), 3), "unit": "ms",
+         "baseline": round(_brute_force_query_ms(subset), 3)},
+        {"metric": "insert+query p99", "value": round(_percentile(timings, 99), 3), "unit": "ms",
+         "target": 5},
+        {"metric": "peak RSS (bench process)", "value": round(peak_mb), "unit": "MiB",
+         "target": 2048},
+        {"metric": "SQLite file", "value": round(db_mb), "unit": "MiB"},
+        {"metric": f"recall vs exact Jaccard (first {min(SUBSET, DOCS)} docs, "
+         f"{true_pairs} pairs)", "value": round(recall, 4), "unit": "", "target": 0.99},
+        *_separation_rows(),
+    ]
+
+
+if __name__ == "__main__":
+    for row in run():
+        print(row)
