@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from crawler.urls import url_key
 from monitor.cli.common import console, database_session, echo_json_line, fail
 from monitor.records import article_record
 from storage.repository import decompress_html, get_article, iter_articles
@@ -56,14 +57,15 @@ def list_articles(
 
 @app.command("show")
 def show_article(
-    article: Annotated[str, typer.Argument(help="Article id, or any URL that led to it.")],
+    article: Annotated[str, typer.Argument(
+        help="Article id, or any form of its URL (share link, old domain, other case…).")],
     as_json: JsonOption = False,
     html: Annotated[bool, typer.Option(
         "--html", help="Print the raw HTML as fetched instead.")] = False,
 ) -> None:
     """Show one article: metadata, every URL that led to it, topic terms and the clean text."""
     with database_session() as session:
-        found = get_article(session, article)
+        found = get_article(session, article) or get_article(session, url_key(article))
         if found is None:
             fail(f"no stored article with id or URL {article!r}")
         if html:
