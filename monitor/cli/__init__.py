@@ -8,7 +8,8 @@ from monitor.cli import articles, crawl, dedup, mirror, sources, stories, topics
 
 app = typer.Typer(
     name="dtmon",
-    help="Monitor Vietnamese provincial portals, newspapers and VOV for digital-transformation news.",
+    help="Monitor Vietnamese provincial portals, newspapers and VOV for digital-transformation "
+    "news.",
     no_args_is_help=True,
     add_completion=False,
     rich_markup_mode="rich",
