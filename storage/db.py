@@ -40,7 +40,7 @@ _PG_MIGRATION_LOCK = 0x64746D6F6E  # "dtmon"
 
 # sqlite3 primary result codes (https://www.sqlite.org/rescode.html).
 _SQLITE_MESSAGES = {
-    5: "the database is locked by another process (waited {timeout} s)",
+    5: "the database is locked by another process; retry when it has finished",
     8: "the database is read-only: check the permissions of the file and of its folder",
     10: "disk I/O error while accessing the database",
     13: "the disk is full: free some space and retry",
@@ -117,22 +117,33 @@ def storage_errors(url: URL | str) -> Iterator[None]:
 
 def describe_failure(exc: DBAPIError, url: URL | str) -> str:
     """A one-line, user-facing explanation of an operational database failure."""
-    url = make_url(url)
-    where = url.render_as_string(hide_password=True)
+    where = make_url(url).render_as_string(hide_password=True)
+    # A failure can hide behind a later one (SQLite drops the transaction on a full disk, so
+    # the rollback to the savepoint fails too): explain the first known cause in the chain.
+    for error in _exception_chain(exc):
+        known = _known_cause(error.orig) if isinstance(error, DBAPIError) else None
+        if known:
+            return f"{where}: {known}"
     original = exc.orig
-    if isinstance(original, sqlite3.Error):
-        code = getattr(original, "sqlite_errorcode", 0) & 0xFF
-        template = _SQLITE_MESSAGES.get(code)
-        if template:
-            return f"{where}: {template.format(timeout=SQLITE_BUSY_TIMEOUT_MS // 1000)}"
-        return f"{where}: {original}"
-    sqlstate = getattr(original, "sqlstate", None)
-    if sqlstate in _POSTGRES_MESSAGES:
-        return f"{where}: {_POSTGRES_MESSAGES[sqlstate]}"
-    detail = str(original).strip().splitlines()[0] if str(original).strip() else type(original)
-    if sqlstate is None:  # no server answer: the connection itself failed
-        return f"cannot connect to the database {where}: {detail}"
+    detail = str(original).strip().splitlines()[0] if str(original).strip() else repr(original)
+    if not isinstance(original, sqlite3.Error) and getattr(original, "sqlstate", None) is None:
+        return f"cannot connect to the database {where}: {detail}"  # no answer from a server
     return f"{where}: {detail}"
+
+
+def _known_cause(original: BaseException) -> str | None:
+    if isinstance(original, sqlite3.Error):
+        return _SQLITE_MESSAGES.get(getattr(original, "sqlite_errorcode", 0) & 0xFF)
+    return _POSTGRES_MESSAGES.get(getattr(original, "sqlstate", None) or "")
+
+
+def _exception_chain(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
 
 
 def alembic_config(connection: Connection) -> Config:

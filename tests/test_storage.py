@@ -14,7 +14,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, func, inspect, select
+from sqlalchemy import Engine, func, inspect, select, text
 from sqlalchemy.orm import Session
 
 from storage.db import (
@@ -326,6 +326,21 @@ def test_read_only_sqlite_file_gives_a_clear_storage_error(tmp_path: Path) -> No
     ):
         ensure_source(session, "hagiang", None)
     assert str(path) in str(raised.value)
+    engine.dispose()
+
+
+def test_full_sqlite_disk_gives_a_clear_storage_error(sqlite_url: str) -> None:
+    engine = make_engine(sqlite_url)
+    init_db(engine)
+    big = article_data(raw_html=os.urandom(256 * 1024))  # random bytes do not compress
+    with (
+        pytest.raises(StorageError, match="disk is full"),
+        session_scope(session_factory(engine)) as session,
+    ):
+        # The file may not grow any more: what a full disk looks like to SQLite.
+        page_count = session.execute(text("PRAGMA page_count")).scalar_one()
+        session.execute(text(f"PRAGMA max_page_count = {page_count}"))
+        add_article(session, big)
     engine.dispose()
 
 
