@@ -102,7 +102,7 @@ CssSelector = Annotated[str, AfterValidator(_check_css)]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=False)
+    model_config = ConfigDict(extra="forbid")
 
 
 # ---------------------------------------------------------------------------- models
@@ -215,7 +215,8 @@ class Source(_Model):
         discovered = [urlsplit(u).hostname or "" for u in self._discovery_urls()]
         self.domains = list(dict.fromkeys(declared or discovered))
         if self.scheme is None:
-            self.scheme = "http" if self._discovery_urls()[0].startswith("http:") else "https"
+            first_scheme = urlsplit(self._discovery_urls()[0]).scheme
+            self.scheme = "http" if first_scheme == "http" else "https"
         if self.kind == "national" and self.province is not None:
             raise ValueError("national media have no province (field 'province')")
         return self
@@ -263,9 +264,6 @@ class Registry:
         self._source_by_host = {bare_host(h): s for s in sources for h in s.all_hosts}
         self._province_by_host = {bare_host(h): p.name for p in provinces for h in p.hosts}
 
-    def __len__(self) -> int:
-        return len(self.sources)
-
     def get(self, name: str) -> Source:
         """The source called ``name`` (KeyError listing the known names otherwise)."""
         try:
@@ -298,10 +296,6 @@ class Registry:
             source = self.source_for_host(host)
             province = source.province if source else None
         return province
-
-    def province(self, name: str) -> Province | None:
-        """The province called ``name``."""
-        return next((p for p in self.provinces if p.name == name), None)
 
 
 def load_registry(path: str | Path | None = None, extra: Iterable[str | Path] = ()) -> Registry:
