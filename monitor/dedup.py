@@ -32,7 +32,7 @@ from functools import cache
 
 import numpy as np
 from datasketch import MinHash
-from sqlalchemy import and_, delete, insert, or_, select
+from sqlalchemy import Select, and_, bindparam, delete, insert, or_, select
 from sqlalchemy.orm import Session
 
 from crawler.vietnamese import match_tokens
@@ -125,19 +125,23 @@ def band_buckets(sig: np.ndarray) -> list[tuple[int, int]]:
 # --- the persistent index -------------------------------------------------------------------
 
 
-def index_candidates(session: Session, buckets: Sequence[tuple[int, int]]) -> list[int]:
-    """Ids of indexed articles sharing at least one bucket, ascending."""
-    if not buckets:
-        return []
-    # An OR of (band, bucket) equalities: SQLite cannot use the index for a row-value IN list.
-    matches = [and_(LshBucket.band == b, LshBucket.bucket_hash == h) for b, h in buckets]
-    query = (
-        select(LshBucket.article_id)
-        .where(or_(*matches))
-        .distinct()
-        .order_by(LshBucket.article_id)
+@cache
+def _candidates_query() -> Select:
+    # An OR of (band, bucket) equalities, built once with one parameter per band (SQLAlchemy
+    # then caches its compiled form): SQLite cannot use the index for a row-value IN list.
+    matches = [
+        and_(LshBucket.band == band, LshBucket.bucket_hash == bindparam(f"h{band}"))
+        for band in range(BANDS)
+    ]
+    return select(LshBucket.article_id).where(or_(*matches)).distinct().order_by(
+        LshBucket.article_id
     )
-    return list(session.scalars(query))
+
+
+def index_candidates(session: Session, buckets: Sequence[tuple[int, int]]) -> list[int]:
+    """Ids of indexed articles sharing at least one bucket (as from :func:`band_buckets`)."""
+    params = {f"h{band}": bucket for band, bucket in buckets}
+    return list(session.scalars(_candidates_query(), params))
 
 
 def index_add(session: Session, article_id: int, sig: np.ndarray) -> None:
