@@ -10,12 +10,13 @@ hashes to one 64-bit bucket. The buckets live in the database (``lsh_buckets``),
 survives a restart with no rebuild; a new article's candidates are the articles sharing a bucket,
 and each candidate is verified by the exact Jaccard of the two texts.
 
-Why MinHash-LSH and not SimHash (measured by ``python -m bench dedup``, constructed pairs in
-tests/data/dedup_pairs.jsonl): MinHash estimates Jaccard without bias and banding gives a
-tunable recall curve (S-curve at ~0.25, so candidate recall is >= 0.99 at the 0.5 threshold).
-A 64-bit SimHash of the same shingles separates copies from same-event articles by a few bits
-only (overlapping tails on the constructed pairs), and finding Hamming neighbours at that
-distance needs many permuted tables.
+Why MinHash-LSH and not SimHash, measured (``python -m bench dedup``) on the 60 constructed
+pairs of tests/data/dedup_pairs.jsonl with 5-syllable shingles: exact Jaccard puts the lowest
+copy at 0.64 and the highest same-event article at 0.16 (margin 0.48; 3-shingles: 0.68 vs
+0.30); a 64-bit SimHash of the same shingles leaves a margin of 0.09 (six bits), too thin for
+real pages, and its Hamming-radius search needs many permuted tables. MinHash banding
+(24 bands x 2 rows) gives a candidate probability of 0.985 at the 0.4 threshold and 0.999 at 0.5;
+candidates are then verified exactly. The threshold 0.4 sits between the two measured groups.
 
 Concurrency: two processes that insert copies of one story at the same moment each see no
 committed candidate and may create two stories; nothing is corrupted, and a later merge of
