@@ -18,8 +18,10 @@ from sqlalchemy import Engine, func, inspect, select, text
 from sqlalchemy.orm import Session
 
 from storage.db import (
+    DATABASE_URL_ENV,
     StorageError,
     alembic_config,
+    database_url,
     init_db,
     make_engine,
     migration_connection,
@@ -77,6 +79,22 @@ def current_revision(engine: Engine) -> str | None:
 def head_revision(engine: Engine) -> str:
     with engine.connect() as connection:
         return ScriptDirectory.from_config(alembic_config(connection)).get_current_head()
+
+
+# --- configuration --------------------------------------------------------------------------
+
+
+def test_database_url_defaults_to_a_file_under_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(DATABASE_URL_ENV, raising=False)
+    assert database_url() == f"sqlite:///{tmp_path / 'data' / 'dtmon.db'}"
+    assert (tmp_path / "data").is_dir()
+
+    monkeypatch.setenv(DATABASE_URL_ENV, "postgresql://dtmon@db.example/dtmon")
+    assert database_url() == "postgresql://dtmon@db.example/dtmon"
+    assert make_engine(database_url()).url.drivername == "postgresql+psycopg"
 
 
 # --- migrations -----------------------------------------------------------------------------
@@ -341,6 +359,13 @@ def test_full_sqlite_disk_gives_a_clear_storage_error(sqlite_url: str) -> None:
         page_count = session.execute(text("PRAGMA page_count")).scalar_one()
         session.execute(text(f"PRAGMA max_page_count = {page_count}"))
         add_article(session, big)
+    engine.dispose()
+
+
+def test_missing_sqlite_folder_gives_a_clear_storage_error(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'absent' / 'dtmon.db'}")
+    with pytest.raises(StorageError, match="cannot open the database file"):
+        init_db(engine)
     engine.dispose()
 
 
