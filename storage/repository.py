@@ -76,14 +76,12 @@ def decompress_html(raw_html: bytes) -> bytes:
 
 
 def ensure_source(session: Session, name: str, province: str | None) -> Source:
-    """The source row called ``name``, created when missing; its province kept current."""
-    source, created = _get_or_insert(
+    """The source row called ``name``, created (with ``province``) when missing."""
+    source, _ = _get_or_insert(
         session,
         lambda: session.scalar(select(Source).where(Source.name == name)),
         lambda: Source(name=name, province=province, created_at=utcnow()),
     )
-    if not created and province and source.province != province:
-        source.province = province
     return source
 
 

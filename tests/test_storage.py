@@ -28,7 +28,7 @@ from storage.db import (
     session_factory,
     session_scope,
 )
-from storage.models import Article, Base
+from storage.models import Article, Base, Source
 from storage.repository import (
     ArticleData,
     add_article,
@@ -274,13 +274,15 @@ def test_get_article_by_id_canonical_url_or_alias(session: Session) -> None:
     assert get_article(session, "https://hagiang.gov.vn/?p=2") is None
 
 
-def test_ensure_source_creates_once_and_keeps_province_current(session: Session) -> None:
-    source = ensure_source(session, "hue", "Thừa Thiên Huế")
+def test_ensure_source_creates_once(session: Session) -> None:
+    source = ensure_source(session, "hue", "Huế")
     session.commit()
-    assert ensure_source(session, "hue", "Huế") is source
+    assert ensure_source(session, "hue", None) is source
+    # An article's province never rewrites its source's.
+    add_article(session, article_data(source_name="hue", province="Đà Nẵng"))
     session.commit()
     session.expire_all()
-    assert ensure_source(session, "hue", None).province == "Huế"
+    assert session.scalars(select(Source)).one().province == "Huế"
 
 
 # --- crawl runs and validators --------------------------------------------------------------
