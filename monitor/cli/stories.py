@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 import typer
@@ -23,14 +25,20 @@ def _iso(value: object) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def _open_session() -> Session:
+@contextmanager
+def _open_session() -> Iterator[Session]:
+    """A session on the configured database; storage failures end the command with a message."""
     try:
         engine = make_engine()
         init_db(engine)
     except StorageError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
-    return session_factory(engine)()
+    try:
+        with session_factory(engine)() as session:
+            yield session
+    finally:
+        engine.dispose()
 
 
 def _story_summaries(session: Session, limit: int) -> list[dict]:
