@@ -2,8 +2,8 @@
 
 The model is ``config/topics.yaml`` (see its header for the formula): weighted terms, negative
 phrases, neutral phrases and a threshold. Phrases are matched on the keys of
-:func:`crawler.vietnamese.match_tokens` in one left-to-right pass over the tokens, trying the
-phrases that start with the current token longest first; so a longer phrase shadows the shorter
+:func:`crawler.vietnamese.match_tokens` in one left-to-right pass over the tokens, walking a
+trie of phrase tokens and keeping the longest phrase found; so a longer phrase shadows the shorter
 ones inside it, and a phrase never matches inside a word. Only the title and the extracted body
 are scored.
 """
@@ -29,6 +29,7 @@ TOPICS_PATH_ENV = "DTMON_TOPICS"
 DEFAULT_TOPICS_PATH = Path(__file__).resolve().parents[1] / "config" / "topics.yaml"
 NEGATIVE_MARK = "-"  # prefix of a negative phrase in ``TopicResult.matched``
 _SO = match_tokens("số")[0]
+_END = ""  # trie key of a complete phrase; never a token
 _RESCORE_BATCH = 500
 
 Weight = Annotated[float, Field(gt=0)]
@@ -133,28 +134,34 @@ class TopicModel:
         phrases = [_Phrase(t, tuple(match_tokens(t)), w) for t, w in config.terms.items()]
         phrases += [_Phrase(t, tuple(match_tokens(t)), -w) for t, w in config.negatives.items()]
         phrases += [_Phrase(t, tuple(match_tokens(t)), 0.0) for t in config.neutral]
-        self._by_first: dict[str, list[_Phrase]] = {}
-        for phrase in sorted(phrases, key=lambda p: -len(p.tokens)):
-            self._by_first.setdefault(phrase.tokens[0], []).append(phrase)
+        # A token trie: each node maps the next token to its child; _END marks a whole phrase.
+        self._trie: dict = {}
+        for phrase in phrases:
+            node = self._trie
+            for token in phrase.tokens:
+                node = node.setdefault(token, {})
+            node[_END] = phrase
 
     def find(self, tokens: list[str]) -> Counter[_Phrase]:
         """Count the configured phrases in ``tokens``, leftmost-longest, never overlapping."""
         found: Counter[_Phrase] = Counter()
-        by_first = self._by_first
+        root = self._trie
         i, end = 0, len(tokens)
         while i < end:
-            candidates = by_first.get(tokens[i])
-            step = 1
-            if candidates:
-                for phrase in candidates:
-                    n = len(phrase.tokens)
-                    if tuple(tokens[i : i + n]) == phrase.tokens and not self._number_sense(
-                        phrase, tokens, i + n
-                    ):
-                        found[phrase] += 1
-                        step = n
-                        break
-            i += step
+            node = root.get(tokens[i])
+            longest: _Phrase | None = None
+            j = i + 1
+            while node is not None:
+                phrase = node.get(_END)
+                if phrase is not None and not self._number_sense(phrase, tokens, j):
+                    longest = phrase
+                node = node.get(tokens[j]) if j < end else None
+                j += 1
+            if longest is None:
+                i += 1
+            else:
+                found[longest] += 1
+                i += len(longest.tokens)
         return found
 
     def _number_sense(self, phrase: _Phrase, tokens: list[str], after: int) -> bool:
