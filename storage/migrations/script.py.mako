@@ -1,7 +1,6 @@
 """${message}
 
 Revision ID: ${up_revision}
-Create Date: ${create_date}
 """
 
 from collections.abc import Sequence
