@@ -129,46 +129,6 @@ def upgrade() -> None:
         )
 
     op.create_table(
-        "alert_outbox",
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("rule", sa.String(length=100), nullable=False),
-        sa.Column("kind", sa.String(length=20), nullable=False),
-        sa.Column("story_id", sa.Integer(), nullable=True),
-        sa.Column("article_id", sa.Integer(), nullable=True),
-        sa.Column("dedup_key", sa.String(length=300), nullable=False),
-        sa.Column("payload", sa.JSON(), nullable=True),
-        sa.Column("created_at", sa.DateTime(), nullable=False),
-        sa.Column("due_at", sa.DateTime(), nullable=False),
-        sa.Column("next_attempt_at", sa.DateTime(), nullable=False),
-        sa.Column("attempts", sa.Integer(), nullable=False),
-        sa.Column("claim_token", sa.String(length=36), nullable=True),
-        sa.Column("lease_until", sa.DateTime(), nullable=True),
-        sa.Column("delivered", sa.JSON(), nullable=False),
-        sa.Column("sent_at", sa.DateTime(), nullable=True),
-        sa.Column("last_error", sa.Text(), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["article_id"],
-            ["articles.id"],
-        ),
-        sa.ForeignKeyConstraint(
-            ["story_id"],
-            ["stories.id"],
-        ),
-        sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint("rule", "dedup_key"),
-        sa.UniqueConstraint("rule", "story_id"),
-    )
-    with op.batch_alter_table("alert_outbox", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_alert_outbox_claim_token"), ["claim_token"], unique=False
-        )
-        batch_op.create_index(
-            batch_op.f("ix_alert_outbox_next_attempt_at"), ["next_attempt_at"], unique=False
-        )
-        batch_op.create_index(batch_op.f("ix_alert_outbox_sent_at"), ["sent_at"], unique=False)
-        batch_op.create_index(batch_op.f("ix_alert_outbox_story_id"), ["story_id"], unique=False)
-
-    op.create_table(
         "article_fingerprints",
         sa.Column("article_id", sa.Integer(), nullable=False),
         sa.Column("signature", sa.LargeBinary(), nullable=False),
@@ -233,13 +193,6 @@ def downgrade() -> None:
 
     op.drop_table("article_urls")
     op.drop_table("article_fingerprints")
-    with op.batch_alter_table("alert_outbox", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_alert_outbox_story_id"))
-        batch_op.drop_index(batch_op.f("ix_alert_outbox_sent_at"))
-        batch_op.drop_index(batch_op.f("ix_alert_outbox_next_attempt_at"))
-        batch_op.drop_index(batch_op.f("ix_alert_outbox_claim_token"))
-
-    op.drop_table("alert_outbox")
     with op.batch_alter_table("crawl_run_sources", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_crawl_run_sources_source_name"))
         batch_op.drop_index(batch_op.f("ix_crawl_run_sources_run_id"))
