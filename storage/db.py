@@ -28,7 +28,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 DATABASE_URL_ENV = "DTMON_DATABASE_URL"
@@ -76,7 +76,13 @@ def database_url() -> str:
 
 def make_engine(url: str | None = None) -> Engine:
     """An engine for ``url`` (default :func:`database_url`), tuned for its backend."""
-    parsed = _normalise_url(make_url(url or database_url()))
+    try:
+        parsed = _normalise_url(make_url(url or database_url()))
+    except ArgumentError as exc:
+        raise StorageError(
+            "invalid database URL: expected sqlite:///path/to/file.db or "
+            "postgresql://user:password@host:port/database"
+        ) from exc
     if parsed.get_backend_name() == "sqlite":
         engine = create_engine(parsed)
         event.listen(engine, "connect", _configure_sqlite_connection)

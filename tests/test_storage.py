@@ -96,6 +96,10 @@ def test_database_url_defaults_to_a_file_under_data(
     assert database_url() == "postgresql://dtmon@db.example/dtmon"
     assert make_engine(database_url()).url.drivername == "postgresql+psycopg"
 
+    monkeypatch.setenv(DATABASE_URL_ENV, "data/dtmon.db")
+    with pytest.raises(StorageError, match="invalid database URL"):
+        make_engine()
+
 
 # --- migrations -----------------------------------------------------------------------------
 
