@@ -16,6 +16,7 @@ from twisted.internet import task
 from crawler.items import ArticleItem
 from crawler.sources import Registry
 from crawler.urls import url_key
+from monitor.alerts import ALERTS_SETTING, load_rules
 from monitor.ingest import ingest_article
 from monitor.topics import TopicModel, load_topics
 from storage import repository
@@ -34,7 +35,8 @@ class StoragePipeline:
 
     Settings: ``DTMON_DATABASE_URL`` (default: :func:`storage.db.database_url`),
     ``DTMON_RUN_ID`` (the run record to fill; a new one is made when absent, as for a plain
-    ``scrapy crawl news``), ``DTMON_REFRESH`` (refetch articles already stored).
+    ``scrapy crawl news``), ``DTMON_REFRESH`` (refetch articles already stored),
+    ``DTMON_ALERTS`` (alert rules file; default ``config/alerts.yaml``).
     """
 
     def __init__(self, crawler: Crawler) -> None:
@@ -44,6 +46,7 @@ class StoragePipeline:
         init_db(self.engine)
         self.sessions: sessionmaker[Session] = session_factory(self.engine)
         self.topics: TopicModel = load_topics()
+        self.alerts = load_rules(settings.get(ALERTS_SETTING) or None)
         self.refresh = settings.getbool("DTMON_REFRESH")
         self.run_id: int | None = settings.getint("DTMON_RUN_ID") or None
         self.owns_run = self.run_id is None
@@ -75,7 +78,7 @@ class StoragePipeline:
             return item
         data = article_data(item, self.crawler.spider.registry)
         with session_scope(self.sessions) as session:
-            result = ingest_article(session, data, self.topics)
+            result = ingest_article(session, data, self.topics, self.alerts)
             stats = repository.source_stats(session, self._run(), data.source_name)
             if result.created:
                 stats.articles_new += 1

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
+from monitor.alerts.outbox import enqueue_story_alerts
+from monitor.alerts.rules import AlertRules
 from monitor.dedup import assign_story
 from monitor.topics import TopicModel
 from storage.repository import ArticleData, add_article
@@ -22,10 +24,13 @@ class IngestResult:
     story_id: int | None
 
 
-def ingest_article(session: Session, data: ArticleData, topics: TopicModel) -> IngestResult:
+def ingest_article(session: Session, data: ArticleData, topics: TopicModel,
+                   alerts: AlertRules | None = None) -> IngestResult:
     """Store ``data`` once, with its topic result and story, inside the caller's transaction.
 
     An article already stored (under any of its URLs) only gains the URLs not seen before.
+    A new article also writes the outbox rows of the ``alerts`` rules its story matches
+    (once per rule and story), in the same transaction.
     """
     result = topics.score(data.title, data.text)
     data.topic_score = result.score
@@ -35,4 +40,6 @@ def ingest_article(session: Session, data: ArticleData, topics: TopicModel) -> I
     if created:
         session.flush()
         assign_story(session, article)
+        if alerts:
+            enqueue_story_alerts(session, alerts, article)
     return IngestResult(article.id, created, article.relevant, article.story_id)

@@ -19,6 +19,7 @@ from sqlalchemy import (
     SmallInteger,
     String,
     Text,
+    Unicode,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -131,6 +132,73 @@ class LshBucket(Base):
     article_id: Mapped[int] = mapped_column(ForeignKey("articles.id"), primary_key=True, index=True)
 
 
+# --- alerts outbox (monitor.alerts) ---------------------------------------------------------
+
+
+class AlertOutbox(Base):
+    """One alert to deliver to one rule's channels, written in the transaction that made its
+    story (or by an operator alert); the dispatcher claims, sends and marks it."""
+
+    __tablename__ = "alert_outbox"
+    __table_args__ = (
+        UniqueConstraint("rule", "story_id"),
+        UniqueConstraint("rule", "dedup_key"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    rule: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(20))  # story | operator
+    story_id: Mapped[int | None] = mapped_column(ForeignKey("stories.id"), index=True)
+    article_id: Mapped[int | None] = mapped_column(ForeignKey("articles.id"))
+    # "story:<id>" or "operator:<kind>:<source>:<day>": also the receivers' idempotency key.
+    dedup_key: Mapped[str] = mapped_column(String(300))
+    payload: Mapped[dict | None] = mapped_column(JSON)  # operator alerts: kind, source, message
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    # Immediate: created_at; digest: the end of its window (rows of one window go together).
+    due_at: Mapped[datetime] = mapped_column(DateTime)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # A dispatcher's claim: its token, valid until lease_until (then another may take it).
+    claim_token: Mapped[str | None] = mapped_column(String(36), index=True)
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime)
+    # Channels (digests of their URLs) that already accepted it, so a retry skips them.
+    delivered: Mapped[list[str]] = mapped_column(JSON, default=list)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime, index=True)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+# --- downstream hand-off and search (monitor.queue, monitor.api) ------------------------------
+
+
+class StoryDelivery(Base):
+    """A story handed to a downstream consumer: leased until ``lease_expires_at``, done once
+    ``acked_at`` is set. Each consumer (a downstream program, any number of workers) has its own
+    row per story."""
+
+    __tablename__ = "story_deliveries"
+
+    consumer: Mapped[str] = mapped_column(String(100), primary_key=True)
+    story_id: Mapped[int] = mapped_column(ForeignKey("stories.id"), primary_key=True, index=True)
+    claimed_at: Mapped[datetime] = mapped_column(DateTime)
+    lease_expires_at: Mapped[datetime] = mapped_column(DateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=1)
+    acked_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+# Full-text search over articles' title and text is created by the hand-written migration 0002
+# (SQLite: an FTS5 table kept in sync by triggers; PostgreSQL: a GIN index on this document).
+# Those objects are named with FULLTEXT_PREFIX and are not models.
+FULLTEXT_PREFIX = "articles_fts"
+POSTGRES_FULLTEXT_DOCUMENT = "to_tsvector('simple', articles.title || ' ' || articles.text)"
+
+
+def include_in_schema_comparison(
+    _object: object, name: str | None, _type: str, reflected: bool, _compare_to: object
+) -> bool:
+    """Alembic ``include_object`` hook: the full-text objects of migration 0002 are expected."""
+    return not (reflected and name is not None and name.startswith(FULLTEXT_PREFIX))
+
+
 # --- crawl runs -----------------------------------------------------------------------------
 
 
@@ -142,7 +210,8 @@ class CrawlRun(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     started_at: Mapped[datetime] = mapped_column(DateTime, index=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
-    status: Mapped[str] = mapped_column(String(20), default="running")  # running|ok|failed
+    # running|ok|failed|interrupted (a daemon shutdown stopped it)
+    status: Mapped[str] = mapped_column(String(20), default="running")
     trigger: Mapped[str] = mapped_column(String(20), default="cli")
     sources: Mapped[list[CrawlRunSource]] = relationship(
         back_populates="run", cascade="all, delete-orphan", order_by="CrawlRunSource.id"
@@ -167,6 +236,34 @@ class CrawlRunSource(Base):
     stats: Mapped[dict] = mapped_column(JSON, default=dict)
 
     run: Mapped[CrawlRun] = relationship(back_populates="sources")
+
+
+class DaemonLease(Base):
+    """The lease of the one crawl daemon a database may have (monitor.daemon).
+
+    The holder renews ``heartbeat_at``; a lease whose heartbeat is older than its expiry can
+    be taken over (the holder died without releasing it).
+    """
+
+    __tablename__ = "daemon_lease"
+
+    name: Mapped[str] = mapped_column(String(50), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(200))  # host, pid and a random token
+    acquired_at: Mapped[datetime] = mapped_column(DateTime)
+    heartbeat_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class SchedulerJob(Base):
+    """APScheduler's job store table (SQLAlchemyJobStore): daemon schedules survive restarts.
+
+    Declared here, exactly as APScheduler 3.x defines it, so that migrations create it.
+    """
+
+    __tablename__ = "apscheduler_jobs"
+
+    id: Mapped[str] = mapped_column(Unicode(191), primary_key=True)
+    next_run_time: Mapped[float | None] = mapped_column(Float(25), index=True)
+    job_state: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class FetchState(Base):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from monitor.cli import articles, crawl, dedup, mirror, sources, stories, topics
+from monitor.cli import alerts, articles, crawl, dedup, mirror, sources, stories, topics
 
 app = typer.Typer(
     name="dtmon",
@@ -23,6 +23,7 @@ app.add_typer(mirror.app, name="mirror")
 app.add_typer(topics.app, name="topics")
 app.add_typer(dedup.app, name="dedup")
 app.add_typer(stories.app, name="stories")
+app.add_typer(alerts.app, name="alerts")
 
 
 def main() -> None:

@@ -13,6 +13,8 @@ from rich.table import Table
 from sqlalchemy.orm import Session, sessionmaker
 
 from crawler.sources import Registry, SourceConfigError, load_registry
+from monitor.alerts import Dispatcher, alerts_settings
+from monitor.cli.alerts import drain_and_report, rules_or_exit
 from monitor.cli.common import console, fail, open_database
 from monitor.crawling import CrawlOptions, CrawlOutcome, run_crawl, run_sources
 from monitor.mirror import DEFAULT_MIRROR_PATH, MirrorError, MirrorServer
@@ -35,17 +37,29 @@ def crawl(
     = None,
     refresh: Annotated[bool, typer.Option(
         "--refresh", help="Refetch articles that are already stored.")] = False,
+    alerts: Annotated[Path | None, typer.Option(
+        "--alerts", help="Alert rules file (default: config/alerts.yaml); new relevant stories "
+                         "are alerted, and delivered right after the crawl.")] = None,
+    alerts_timeout: Annotated[float, typer.Option(
+        help="After the crawl, retry failing alerts for at most this many seconds (they stay "
+             "queued for the next crawl or the daemon).")] = 30.0,
 ) -> None:
     """Crawl the registry's sources now and store every new article once.
 
     Shows live per-source progress, then a summary: pages fetched, articles new and already
-    seen, errors. The spider's full log is kept under data/logs/.
+    seen, errors. The spider's full log is kept under data/logs/. Then the alerts of the new
+    stories are delivered (see `dtmon alerts`).
     """
     registry = _load_registry(sources or [])
     names = list(source or [])
     _check_names(registry, names)
-    outcome = _crawl_with_progress(CrawlOptions(sources=names, sources_files=sources or [],
-                                                via=via, refresh=refresh))
+    rules = rules_or_exit(alerts)
+    outcome = _crawl_with_progress(CrawlOptions(
+        sources=names, sources_files=sources or [], via=via, refresh=refresh,
+        extra_settings=alerts_settings(rules.path)))
+    if rules:
+        _, sessions = open_database()
+        drain_and_report(Dispatcher(sessions, rules), alerts_timeout)
     if outcome.status != "ok":
         raise typer.Exit(1)
 
