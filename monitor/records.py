@@ -55,3 +55,41 @@ def run_record(run: CrawlRun) -> dict[str, Any]:
         "finished_at": run.finished_at.isoformat() if run.finished_at else None,
         "sources": [run_source_record(stats) for stats in run.sources],
     }
+
+
+def raw_html_path(article_id: int) -> str:
+    """The API path serving an article's HTML as fetched (see monitor.api)."""
+    return f"/articles/{article_id}/raw"
+
+
+def copy_record(article: Article) -> dict[str, Any]:
+    """One place a story appeared: the copy's id, URLs, source, province, date and title."""
+    return {
+        "article_id": article.id,
+        "url": article.url,
+        "urls": [entry.url for entry in article.urls],
+        "source": article.source.name,
+        "province": article.province,
+        "published": article.published,
+        "title": article.title,
+        "relevant": article.relevant,
+        "raw_html": raw_html_path(article.id),
+    }
+
+
+def story_record(
+    story_id: int, representative: Article, copies: list[Article], *, with_text: bool = True
+) -> dict[str, Any]:
+    """A story: its representative (earliest copy) in full, then every copy, earliest first."""
+    return {
+        "id": story_id,
+        "title": representative.title,
+        "published": representative.published,
+        "relevant": any(copy.relevant for copy in copies),
+        "matched": dict(representative.topic_matches or {}),
+        "representative": {
+            **article_record(representative, with_text=with_text),
+            "raw_html": raw_html_path(representative.id),
+        },
+        "copies": [copy_record(copy) for copy in copies],
+    }

@@ -15,7 +15,7 @@ from alembic import context
 from alembic.operations import ops
 from sqlalchemy import Connection, ForeignKeyConstraint
 
-from storage.models import Base
+from storage.models import Base, include_in_schema_comparison
 
 
 def _is_use_alter_key(item: object) -> bool:
@@ -52,6 +52,7 @@ def run_migrations(connection: Connection) -> None:
         target_metadata=Base.metadata,
         render_as_batch=True,  # SQLite can only ALTER by copying the table
         compare_type=True,
+        include_object=include_in_schema_comparison,
         process_revision_directives=defer_use_alter_foreign_keys,
     )
     with context.begin_transaction():
