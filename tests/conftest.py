@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.shared_data",
     "tests.fixtures.database",
     "tests.fixtures.mirror",
+    "tests.fixtures.receivers",
 ]
