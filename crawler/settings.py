@@ -21,6 +21,8 @@ RETRY_HTTP_CODES = [408, 429, 500, 502, 503, 504, 520, 521, 522, 524]
 
 # Anti-bot interstitials are dropped after redirects and decompression (590), before retries.
 DOWNLOADER_MIDDLEWARES = {"crawler.middlewares.InterstitialMiddleware": 580}
+# Feeds, sitemaps and listings are requested conditionally (crawler/incremental.py).
+SPIDER_MIDDLEWARES = {"crawler.incremental.ConditionalRequestMiddleware": 600}
 # Sitemap index: read only the newest shards (feeds and listings cover the latest news).
 DTMON_SITEMAP_MAX_SHARDS = 3
 DOWNLOAD_TIMEOUT = 60

@@ -21,6 +21,8 @@ from storage.models import CrawlRun, CrawlRunSource
 
 LOG_DIR = Path("data") / "logs"
 _POLL_SECONDS = 0.5
+# How long a crawl asked to stop (SIGTERM: Scrapy closes cleanly) may take before it is killed.
+STOP_BOUND_SECONDS = 15.0
 
 
 @dataclass
@@ -69,37 +71,59 @@ def run_crawl(
     sessions: sessionmaker[Session],
     database_url: str,
     on_progress: Callable[[list[CrawlRunSource]], None] | None = None,
+    interrupt: Callable[[], str | None] | None = None,
 ) -> CrawlOutcome:
     """Crawl in a child process, reporting the run's per-source counters as they change.
 
     The run is recorded ``ok`` when the spider exits cleanly, ``failed`` otherwise
-    (a crash, a kill, a bad option), so that every run leaves a record.
+    (a crash, a kill, a bad option), so that every run leaves a record; it lists the selected
+    sources from the start. ``interrupt`` is asked while the crawl runs: when it returns a
+    status (e.g. ``failed`` past a time limit), the child is stopped (SIGTERM, then SIGKILL
+    after :data:`STOP_BOUND_SECONDS`) and the run recorded with that status.
     """
     if options.via:
         parse_via(options.via)  # a bad --via is an error now, not a crawl of nothing
     with session_scope(sessions) as session:
         run_id = repository.start_run(session, options.trigger).id
+        for name in options.sources:
+            repository.source_stats(session, run_id, name)
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     log_path = LOG_DIR / f"run-{run_id}.log"
     env = {**os.environ, "SCRAPY_SETTINGS_MODULE": "crawler.settings"}
     with log_path.open("wb") as log:
         child = subprocess.Popen(spider_command(options, run_id, database_url), env=env,
-                                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                 start_new_session=True)  # stopped by us, not by the tty's ^C
+        interrupted: str | None = None
         try:
-            while child.poll() is None:
+            while child.poll() is None and interrupted is None:
                 if on_progress:
                     on_progress(run_sources(sessions, run_id))
                 time.sleep(_POLL_SECONDS)
+                interrupted = interrupt() if interrupt else None
         except BaseException:
-            child.terminate()
-            child.wait(timeout=30)
+            stop_child(child)
             _finish(sessions, run_id, "failed")
             raise
-    status = "ok" if child.returncode == 0 else "failed"
+        if interrupted is not None:
+            stop_child(child)
+    status = interrupted or ("ok" if child.returncode == 0 else "failed")
     _finish(sessions, run_id, status)
     if on_progress:
         on_progress(run_sources(sessions, run_id))
     return CrawlOutcome(run_id, status, child.returncode, log_path)
+
+
+def stop_child(child: subprocess.Popen) -> None:
+    """Ask a crawl to stop (Scrapy closes cleanly on SIGTERM); kill it if it will not."""
+    if child.poll() is not None:
+        return
+    child.terminate()
+    try:
+        child.wait(timeout=STOP_BOUND_SECONDS)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
 
 
 def run_sources(sessions: sessionmaker[Session], run_id: int) -> list[CrawlRunSource]:

@@ -10,7 +10,13 @@ Per-source counters live in the crawler stats under ``dtmon/<source>/<counter>``
 ``pages_fetched`` (every response of the source), ``links_found`` (article candidates),
 ``links_known`` (skipped: already stored), ``articles_requested``, ``articles_found`` (items
 yielded), ``errors``, ``interstitials`` (crawler/middlewares.py), ``empty_pages``,
-``not_modified``, ``duplicates``. Error messages are collected in ``spider.source_errors[name]``.
+``not_modified``, ``duplicates``, ``no_date`` (articles without a publication date),
+``discovery_pages`` (feeds, sitemaps and first listing pages read) and ``discovery_empty`` (those
+without a single article link: the sign of a changed layout). Error messages are collected in
+``spider.source_errors[name]``.
+
+Feeds, sitemaps and listing pages are requested conditionally (``meta["dtmon_conditional"]``,
+see crawler/incremental.py): a ``304`` counts as ``not_modified`` and is not followed.
 
 Already stored articles are skipped through an optional hook, the attribute (or spider
 argument) ``known_url_keys``: a callable ``url_key -> bool`` (or a collection of keys) that the
@@ -35,6 +41,7 @@ from twisted.python.failure import Failure
 
 from crawler.discovery import find_article_links, find_next_page
 from crawler.extraction import extract_article
+from crawler.incremental import CONDITIONAL
 from crawler.items import ArticleItem
 from crawler.middlewares import InterstitialPage
 from crawler.sources import Listing, Registry, Source, bare_host, load_registry
@@ -85,14 +92,15 @@ class NewsSpider(scrapy.Spider):
                 yield request
 
     def _discovery_requests(self, source: Source) -> Iterator[Request]:
+        conditional = {CONDITIONAL: True}
         for url in source.feeds:
-            yield self._request(source, url, self.parse_feed)
+            yield self._request(source, url, self.parse_feed, **conditional)
         for url in source.sitemaps:
-            yield self._request(source, url, self.parse_sitemap)
+            yield self._request(source, url, self.parse_sitemap, **conditional)
         for index, listing in enumerate(source.listings):
             self._visited_listings.add(("GET", url_key(listing.url, self.registry), ()))
             yield self._request(source, listing.url, self.parse_listing,
-                                dtmon_listing=index, dtmon_page=1)
+                                dtmon_listing=index, dtmon_page=1, **conditional)
 
     def _request(self, source: Source, url: str, callback: Callable, **meta: Any) -> Request:
         return Request(url, callback=callback, errback=self.on_error,
@@ -109,7 +117,7 @@ class NewsSpider(scrapy.Spider):
             self._error(source, f"malformed feed {response.url}: {feed.get('bozo_exception')}")
             return
         self.logger.info("[%s] feed %s: %d entries", source.name, response.url, len(links))
-        yield from self._follow_articles(source, links)
+        yield from self._follow_articles(source, self._discovered(source, links, response.url))
 
     def parse_sitemap(self, response: Response) -> Iterator[Request]:
         """Sitemap index → shard sitemaps (newest first); urlset → article candidates."""
@@ -125,11 +133,12 @@ class NewsSpider(scrapy.Spider):
                              source.name, response.url, len(entries), len(shards))
             for entry in shards:
                 if self._allowed(source, entry["loc"]):
-                    yield self._request(source, entry["loc"], self.parse_sitemap)
+                    yield self._request(source, entry["loc"], self.parse_sitemap,
+                                        **{CONDITIONAL: True})
             return
         links = [entry["loc"] for entry in entries]
         self.logger.info("[%s] sitemap %s: %d URL(s)", source.name, response.url, len(links))
-        yield from self._follow_articles(source, links)
+        yield from self._follow_articles(source, self._discovered(source, links, response.url))
 
     # ------------------------------------------------------------------ listings
 
@@ -140,7 +149,9 @@ class NewsSpider(scrapy.Spider):
         page: int = response.meta["dtmon_page"]
         html = response.text if isinstance(response, TextResponse) else ""
         links = self._listing_links(source, listing, response, html)
-        new = list(self._follow_articles(source, links))
+        candidates = (self._discovered(source, links, response.url) if page == 1
+                      else self._article_candidates(source, links))
+        new = list(self._follow_articles(source, candidates))
         self.logger.info("[%s] listing %s page %d: %d article link(s), %d new",
                          source.name, response.url, page, len(links), len(new))
         yield from new
@@ -190,15 +201,27 @@ class NewsSpider(scrapy.Spider):
         if method == "POST":
             return FormRequest(url, formdata=form, callback=self.parse_listing,
                                errback=self.on_error, meta={"dtmon_source": source.name, **meta})
-        return self._request(source, url, self.parse_listing, **meta)
+        return self._request(source, url, self.parse_listing, **meta, **{CONDITIONAL: True})
 
     # ------------------------------------------------------------------ articles
 
-    def _follow_articles(self, source: Source, links: Iterable[str]) -> Iterator[Request]:
-        """One request per new article: on the source's hosts, unseen in this crawl, not stored."""
-        for link in dict.fromkeys(links):
-            if not self._allowed(source, link) or source.is_article_url(link) is False:
-                continue
+    def _article_candidates(self, source: Source, links: Iterable[str]) -> list[str]:
+        """The links that may be articles of ``source`` (its hosts, its article URL pattern)."""
+        return [link for link in dict.fromkeys(links)
+                if self._allowed(source, link) and source.is_article_url(link) is not False]
+
+    def _discovered(self, source: Source, links: Iterable[str], url: str) -> list[str]:
+        """The article candidates of a feed, sitemap or first listing page, counted."""
+        candidates = self._article_candidates(source, links)
+        self._count(source, "discovery_pages")
+        if not candidates:
+            self._count(source, "discovery_empty")
+            self.logger.warning("[%s] no article link on %s (layout changed?)", source.name, url)
+        return candidates
+
+    def _follow_articles(self, source: Source, candidates: list[str]) -> Iterator[Request]:
+        """One request per new article candidate: unseen in this crawl, not stored."""
+        for link in candidates:
             self._count(source, "links_found")
             key = url_key(link, self.registry)
             if key in self._requested_keys:
@@ -228,6 +251,8 @@ class NewsSpider(scrapy.Spider):
             return
         self._yielded_keys.add(key)
         self._count(source, "articles_found")
+        if not article.published:
+            self._count(source, "no_date")
         yield ArticleItem(
             source=source.name,
             province=source.province,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from monitor.cli import alerts, articles, crawl, dedup, mirror, sources, stories, topics
+from monitor.cli import alerts, articles, crawl, daemon, dedup, mirror, sources, stories, topics
 
 app = typer.Typer(
     name="dtmon",
@@ -17,6 +17,9 @@ app = typer.Typer(
 )
 app.command("crawl")(crawl.crawl)
 app.command("demo")(crawl.demo)
+app.command("daemon")(daemon.daemon)
+app.command("status")(daemon.status)
+app.add_typer(daemon.runs_app, name="runs")
 app.add_typer(articles.app, name="articles")
 app.add_typer(sources.app, name="sources")
 app.add_typer(mirror.app, name="mirror")

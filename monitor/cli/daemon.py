@@ -1,0 +1,210 @@
+"""`dtmon daemon` (scheduled crawling), `dtmon status` (source health), `dtmon runs list|show`."""
+
+from __future__ import annotations
+
+import logging
+import signal
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from crawler.sources import SourceConfigError, load_registry
+from crawler.via import parse_via
+from monitor.cli.common import console, database_session, echo_json_line, fail, open_database
+from monitor.daemon import CrawlDaemon, DaemonAlreadyRunning, DaemonOptions
+from monitor.health import SourceHealth, health_report
+from monitor.records import run_record
+from storage.db import StorageError
+from storage.models import CrawlRun
+from storage.repository import get_run, list_runs
+
+runs_app = typer.Typer(help="Read the crawl run records.", no_args_is_help=True)
+
+JsonOption = Annotated[bool, typer.Option("--json", help="JSON output, for scripts.")]
+SourcesOption = Annotated[list[Path] | None, typer.Option(
+    "--sources", help="Extra YAML file of sources in the registry's schema (repeatable).")]
+
+
+def daemon(
+    source: Annotated[list[str] | None, typer.Option(
+        "--source", "-s", help="Schedule only this source (repeatable); default: every source.")]
+    = None,
+    sources: SourcesOption = None,
+    via: Annotated[str | None, typer.Option(
+        "--via", help="Send every request to this mirror server (see `dtmon crawl --via`).")]
+    = None,
+    interval_seconds: Annotated[float | None, typer.Option(
+        "--interval-seconds", min=1, help="Crawl every source this often, instead of each "
+                                          "source's schedule (for tests and demos).")] = None,
+    alerts: Annotated[Path | None, typer.Option(
+        "--alerts", help="Alerts file whose operator rules receive source-health alerts "
+                         "(default: config/alerts.yaml when present; always logged).")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Sources crawled at the same time.")] = 4,
+    time_limit: Annotated[float, typer.Option(
+        "--time-limit", min=1, help="Seconds a crawl may run before it is stopped (failed).")]
+    = 1800,
+    stop_grace: Annotated[float, typer.Option(
+        "--stop-grace", min=0, help="On SIGTERM/SIGINT, seconds running crawls may take to "
+                                    "finish before they are stopped.")] = 30,
+) -> None:
+    """Crawl every source on its schedule until stopped (SIGTERM or Ctrl-C).
+
+    Schedules are kept in the database and survive restarts; each crawl runs in its own
+    process under a time limit; one daemon per database. Source-health problems (failing
+    sources, layout drift) raise operator alerts. Runs: `dtmon runs list`; health: `dtmon
+    status`.
+    """
+    _configure_logging()
+    if via:
+        try:
+            parse_via(via)
+        except ValueError as exc:
+            fail(str(exc))
+    url, _ = open_database()
+    options = DaemonOptions(sources=source or [], sources_files=sources or [], via=via,
+                            interval_seconds=interval_seconds, alerts_file=alerts,
+                            workers=workers, time_limit=time_limit, stop_grace=stop_grace)
+    try:
+        crawl_daemon = CrawlDaemon(options, url)
+    except (SourceConfigError, KeyError, StorageError) as exc:
+        fail(exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc))
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda number, _frame: crawl_daemon.stop(
+            signal.Signals(number).name))
+    try:
+        crawl_daemon.run()
+    except DaemonAlreadyRunning as exc:
+        fail(str(exc))
+    except StorageError as exc:
+        fail(str(exc))
+
+
+def status(
+    sources: SourcesOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Health of every source: last success, failures in a row, articles found, empty and
+    undated shares, and problems (failing, layout_drift, extraction_degraded)."""
+    try:
+        registry = load_registry(extra=sources or [])
+    except SourceConfigError as exc:
+        fail(str(exc))
+    names = [source.name for source in registry.sources]
+    _, sessions = open_database()
+    try:
+        report = health_report(sessions, names)
+    except StorageError as exc:
+        fail(str(exc))
+    if as_json:
+        for health in report:
+            echo_json_line(health.record())
+        return
+    console.print(_health_table(report))
+    problems = [h for h in report if h.problems]
+    for health in problems:
+        for kind, message in health.problems.items():
+            console.print(f"[yellow]{health.source}[/] {kind}: {message}", highlight=False)
+    crawled = sum(1 for h in report if h.runs)
+    console.print(f"{len(report)} source(s), {crawled} crawled, {len(problems)} with problems",
+                  style="dim")
+
+
+def _health_table(report: list[SourceHealth]) -> Table:
+    table = Table()
+    for column in ("source", "state", "last run", "last success", "failures", "articles",
+                   "empty", "no date"):
+        table.add_column(column, justify="right" if column in (
+            "failures", "articles", "empty", "no date") else "left")
+    for health in report:
+        style = "red" if health.problems else ("dim" if not health.runs else None)
+        table.add_row(
+            health.source, health.state, _when(health.last_run_at, health.last_status),
+            _when(health.last_success_at), str(health.consecutive_failures),
+            "" if health.articles_found is None else str(health.articles_found),
+            _share(health.empty_share), _share(health.no_date_share), style=style)
+    return table
+
+
+@runs_app.command("list")
+def list_run_records(
+    limit: Annotated[int, typer.Option(min=1, help="At most this many, newest first.")] = 20,
+    as_json: JsonOption = False,
+) -> None:
+    """The latest crawl runs: trigger, status, time, per-source totals."""
+    with database_session() as session:
+        runs = list_runs(session, limit=limit)
+        if as_json:
+            for run in runs:
+                echo_json_line(run_record(run))
+            return
+        table = Table()
+        for column in ("id", "trigger", "status", "started", "seconds", "sources", "pages",
+                       "not modified", "new", "seen", "errors"):
+            table.add_column(column)
+        for run in runs:
+            table.add_row(str(run.id), run.trigger, run.status,
+                          f"{run.started_at:%Y-%m-%d %H:%M:%S}", _seconds(run),
+                          _source_names(run), *(str(sum(getattr(s, field) for s in run.sources))
+                                                for field in ("pages_fetched", "not_modified",
+                                                              "articles_new", "articles_seen",
+                                                              "errors")))
+        console.print(table)
+
+
+@runs_app.command("show")
+def show_run(
+    run_id: Annotated[int, typer.Argument(help="The run's id (see `dtmon runs list`).")],
+    as_json: JsonOption = False,
+) -> None:
+    """One crawl run: its per-source counters and error messages."""
+    with database_session() as session:
+        run = get_run(session, run_id)
+        if run is None:
+            fail(f"no crawl run {run_id}")
+        record = run_record(run)
+    if as_json:
+        echo_json_line(record)
+        return
+    console.print(f"run {run.id} ({run.trigger}): {run.status}, started "
+                  f"{run.started_at:%Y-%m-%d %H:%M:%S} UTC, {_seconds(run)} s", highlight=False)
+    table = Table()
+    for column in ("source", "pages", "not modified", "new", "seen", "errors", "counters"):
+        table.add_column(column)
+    for row in record["sources"]:
+        counters = ", ".join(f"{k}={v}" for k, v in sorted(row["stats"].items()))
+        table.add_row(row["source"], str(row["pages_fetched"]), str(row["not_modified"]),
+                      str(row["articles_new"]), str(row["articles_seen"]), str(row["errors"]),
+                      counters)
+    console.print(table)
+    for row in record["sources"]:
+        for message in row["error_messages"]:
+            console.print(f"  [yellow]{row['source']}[/]: {message}", highlight=False)
+
+
+def _configure_logging() -> None:
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _when(moment: object, suffix: str | None = None) -> str:
+    if moment is None:
+        return "never" if suffix is None else ""
+    text = f"{moment:%Y-%m-%d %H:%M}"
+    return f"{text} ({suffix})" if suffix else text
+
+
+def _share(value: float | None) -> str:
+    return "" if value is None else f"{value:.0%}"
+
+
+def _seconds(run: CrawlRun) -> str:
+    if run.finished_at is None:
+        return "running"
+    return f"{(run.finished_at - run.started_at).total_seconds():.1f}"
+
+
+def _source_names(run: CrawlRun) -> str:
+    names = [row.source_name for row in run.sources]
+    return ", ".join(names) if len(names) <= 3 else f"{len(names)} sources"
