@@ -195,7 +195,8 @@ def check_run(sessions: sessionmaker[Session], run_id: int, alert: OperatorAlert
         names = [row.source_name for row in run.sources] if run else []
         healths = []
         for name in names:
-            history = source_history(session, name)
+            history = [r for r in source_history(session, name)
+                       if (r.started_at, r.run_id) <= (run.started_at, run.id)]
             now = assess(name, history)
             before = assess(name, [r for r in history if r.run_id != run_id])
             for kind in sorted(set(now.problems) - set(before.problems)):

@@ -1,0 +1,154 @@
+"""The crawl daemon as a real process against the offline mirror and a real SQLite file.
+
+Sources are crawled every two seconds; the mirror switches from t1 to t2 while the daemon
+runs; the daemon is stopped with SIGTERM in the middle of a crawl and restarted. Every run is
+recorded, runs of one source never overlap, every article is stored exactly once, and a second
+daemon on the same database refuses to start.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import selectinload
+
+from monitor.mirror import MirrorServer
+from storage.db import init_db, make_engine, session_factory
+from storage.models import Article, CrawlRun
+from tests.fixtures.shared_data import REPO_ROOT
+
+SOURCES = {"hue": "hue.gov.vn", "hungyen": "hungyen.gov.vn", "baohungyen": "baohungyen.vn",
+           "dongnai": "dongnai.gov.vn"}
+CYCLES = 3
+WAIT_SECONDS = 150
+
+
+class Daemons:
+    """Starts `dtmon daemon` processes on one database and mirror; stops them all at the end."""
+
+    def __init__(self, folder: Path, mirror: MirrorServer) -> None:
+        self.folder = folder
+        self.url = f"sqlite:///{folder / 'dtmon.db'}"
+        self.env = {**os.environ, "DTMON_DATABASE_URL": self.url, "PYTHONPATH": str(REPO_ROOT)}
+        self.mirror = mirror
+        self.started: list[subprocess.Popen] = []
+
+    def command(self) -> list[str]:
+        command = [sys.executable, "-m", "monitor", "daemon", "--via", self.mirror.url,
+                   "--interval-seconds", "2", "--stop-grace", "1", "--workers", "4"]
+        for name in SOURCES:
+            command += ["--source", name]
+        return command
+
+    def start(self, name: str) -> subprocess.Popen:
+        log = (self.folder / f"{name}.log").open("w")
+        process = subprocess.Popen(self.command(), cwd=self.folder, env=self.env, stdout=log,
+                                   stderr=subprocess.STDOUT, text=True)
+        self.started.append(process)
+        return process
+
+    def output(self, name: str) -> str:
+        return (self.folder / f"{name}.log").read_text()
+
+    def stop_all(self) -> None:
+        for process in self.started:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+
+@pytest.fixture
+def daemons(tmp_path: Path, mirror: MirrorServer) -> Iterator[Daemons]:
+    started = Daemons(tmp_path, mirror)
+    yield started
+    started.stop_all()
+
+
+@pytest.fixture
+def engine(daemons: Daemons) -> Iterator[Engine]:
+    engine = make_engine(daemons.url)
+    init_db(engine)
+    yield engine
+    engine.dispose()
+
+
+def runs(engine: Engine) -> list[CrawlRun]:
+    with session_factory(engine)() as session:
+        return list(session.scalars(select(CrawlRun).options(selectinload(CrawlRun.sources))
+                                    .order_by(CrawlRun.started_at, CrawlRun.id)))
+
+
+def runs_by_source(engine: Engine) -> dict[str, list[CrawlRun]]:
+    grouped: dict[str, list[CrawlRun]] = defaultdict(list)
+    for run in runs(engine):
+        for row in run.sources:
+            grouped[row.source_name].append(run)
+    return grouped
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = WAIT_SECONDS) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.3)
+
+
+def finished_ok(engine: Engine, minimum: int, after: int = 0) -> bool:
+    grouped = runs_by_source(engine)
+    return all(sum(1 for run in grouped.get(name, []) if run.status == "ok" and run.id > after)
+               >= minimum for name in SOURCES)
+
+
+def stop(process: subprocess.Popen) -> int:
+    process.send_signal(signal.SIGTERM)
+    return process.wait(timeout=60)
+
+
+def expected_urls(gold: dict[str, dict]) -> list[str]:
+    hosts = set(SOURCES.values())
+    return sorted(item["url"] for item in gold.values() if item["host"] in hosts)
+
+
+def test_daemon_cycles_survives_sigterm_restarts_and_stays_alone(
+        daemons: Daemons, engine: Engine, mirror: MirrorServer, gold: dict[str, dict]) -> None:
+    first = daemons.start("first")
+    wait_for(lambda: finished_ok(engine, 1), "a first crawl of every source")
+
+    second = subprocess.run(daemons.command(), cwd=daemons.folder, env=daemons.env,
+                            capture_output=True, text=True, timeout=120)
+    assert second.returncode == 1
+    assert "another dtmon daemon is running on this database" in second.stderr
+
+    mirror.set_snapshot("t2")  # five new articles appear while the daemon runs
+    wait_for(lambda: any(run.status == "running" for run in runs(engine)), "a running crawl")
+    assert stop(first) == 0, daemons.output("first")
+    assert "stopping (SIGTERM)" in daemons.output("first")
+    assert not [run.id for run in runs(engine) if run.status == "running"]
+
+    last_before_restart = max(run.id for run in runs(engine))
+    restarted = daemons.start("restarted")
+    wait_for(lambda: finished_ok(engine, 1, after=last_before_restart) and
+             finished_ok(engine, CYCLES), f"{CYCLES} crawls of every source")
+    assert stop(restarted) == 0, daemons.output("restarted")
+    assert "(kept)" in daemons.output("restarted")  # schedules came back from the database
+
+    all_runs = runs(engine)
+    assert {run.trigger for run in all_runs} == {"daemon"}
+    assert {run.status for run in all_runs} <= {"ok", "interrupted"}
+    for name, source_runs in runs_by_source(engine).items():
+        for earlier, later in zip(source_runs, source_runs[1:], strict=False):
+            assert earlier.finished_at <= later.started_at, f"{name}: runs overlap"
+
+    with session_factory(engine)() as session:
+        stored = sorted(session.scalars(select(Article.url)))
+    assert stored == expected_urls(gold)  # nothing lost, nothing stored twice
+    assert sum(row.articles_new for run in all_runs for row in run.sources) == len(stored)
