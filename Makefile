@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench
+.PHONY: install demo test lint bench chromium
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,12 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/dtmon demo
 
-test: $(STAMP)
+# The web page tests drive the system Chromium (Debian package) through Playwright.
+chromium:
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium) \
+		|| echo "warning: cannot install chromium; the web page tests will be skipped"
+
+test: $(STAMP) chromium
 	$(VENV)/bin/python -m pytest
 
 lint: $(STAMP)

@@ -4,5 +4,6 @@ pytest_plugins = [
     "tests.fixtures.shared_data",
     "tests.fixtures.database",
     "tests.fixtures.mirror",
+    "tests.fixtures.crawled",
     "tests.fixtures.receivers",
 ]

@@ -5,6 +5,9 @@ from __future__ import annotations
 import typer
 
 from monitor.cli import alerts, articles, crawl, daemon, dedup, mirror, sources, stories, topics
+from monitor.cli import queue as queue_cli
+from monitor.cli.export import export_command
+from monitor.cli.serve import serve
 
 app = typer.Typer(
     name="dtmon",
@@ -26,6 +29,9 @@ app.add_typer(mirror.app, name="mirror")
 app.add_typer(topics.app, name="topics")
 app.add_typer(dedup.app, name="dedup")
 app.add_typer(stories.app, name="stories")
+app.add_typer(queue_cli.app, name="queue")
+app.command("export")(export_command)
+app.command("serve")(serve)
 app.add_typer(alerts.app, name="alerts")
 
 
