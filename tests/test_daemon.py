@@ -15,12 +15,15 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import selectinload
 
+from monitor.crawling import CrawlOptions, run_crawl
+from monitor.daemon import DaemonAlreadyRunning, Lease
 from monitor.mirror import MirrorServer
 from storage.db import init_db, make_engine, session_factory
 from storage.models import Article, CrawlRun
@@ -74,7 +77,8 @@ def daemons(tmp_path: Path, mirror: MirrorServer) -> Iterator[Daemons]:
 
 
 @pytest.fixture
-def engine(daemons: Daemons) -> Iterator[Engine]:
+def daemon_db(daemons: Daemons) -> Iterator[Engine]:
+    """An engine on the daemons' database."""
     engine = make_engine(daemons.url)
     init_db(engine)
     yield engine
@@ -119,7 +123,8 @@ def expected_urls(gold: dict[str, dict]) -> list[str]:
 
 
 def test_daemon_cycles_survives_sigterm_restarts_and_stays_alone(
-        daemons: Daemons, engine: Engine, mirror: MirrorServer, gold: dict[str, dict]) -> None:
+        daemons: Daemons, daemon_db: Engine, mirror: MirrorServer, gold: dict[str, dict]) -> None:
+    engine = daemon_db
     first = daemons.start("first")
     wait_for(lambda: finished_ok(engine, 1), "a first crawl of every source")
 
@@ -152,3 +157,36 @@ def test_daemon_cycles_survives_sigterm_restarts_and_stays_alone(
         stored = sorted(session.scalars(select(Article.url)))
     assert stored == expected_urls(gold)  # nothing lost, nothing stored twice
     assert sum(row.articles_new for run in all_runs for row in run.sources) == len(stored)
+
+
+def test_the_lease_admits_one_daemon_and_is_taken_over_once_stale(database_url: str) -> None:
+    engine = make_engine(database_url)
+    init_db(engine)
+    sessions = session_factory(engine)
+    holder, rival = Lease(sessions, timedelta(minutes=2)), Lease(sessions, timedelta(minutes=2))
+    holder.acquire()
+    with pytest.raises(DaemonAlreadyRunning, match="another dtmon daemon is running"):
+        rival.acquire()
+    assert holder.renew()
+    holder.release()
+    rival.acquire()  # released: free at once
+    taker = Lease(sessions, timedelta(0))  # for it, every heartbeat is stale
+    taker.acquire()
+    assert not rival.renew()  # the old holder learns it lost the lease
+    engine.dispose()
+
+
+def test_a_crawl_past_its_limit_is_stopped_and_recorded(tmp_path: Path,
+                                                         mirror: MirrorServer) -> None:
+    url = f"sqlite:///{tmp_path / 'dtmon.db'}"
+    engine = make_engine(url)
+    init_db(engine)
+    sessions = session_factory(engine)
+    outcome = run_crawl(CrawlOptions(sources=["hue"], via=mirror.url), sessions, url,
+                        interrupt=lambda: "failed")
+    assert outcome.status == "failed"
+    with sessions() as session:
+        run = session.get(CrawlRun, outcome.run_id)
+        assert run.status == "failed" and run.finished_at is not None
+        assert [row.source_name for row in run.sources] == ["hue"]
+    engine.dispose()
