@@ -158,10 +158,11 @@ def load_rules(path: Path | str | None = None) -> AlertRules:
 
 
 def mask_url(url: str) -> str:
-    """An Apprise URL with its credentials and tokens hidden (Apprise's privacy form)."""
+    """An Apprise URL with its credentials and tokens hidden (Apprise's privacy form, without
+    the query of delivery options)."""
     plugin = apprise.Apprise.instantiate(url)
     if plugin is not None:
-        return plugin.url(privacy=True)
+        return plugin.url(privacy=True).split("?", 1)[0]
     return re.sub(r"(://[^/@:]*:)[^@/]*@", r"\1****@", url.split("?", 1)[0])
 
 
