@@ -6,6 +6,7 @@ import typer
 
 from monitor.cli import alerts, articles, crawl, daemon, dedup, mirror, sources, stories, topics
 from monitor.cli import queue as queue_cli
+from monitor.cli import worker as worker_cli
 from monitor.cli.export import export_command
 from monitor.cli.serve import serve
 
@@ -20,6 +21,7 @@ app = typer.Typer(
 )
 app.command("crawl")(crawl.crawl)
 app.command("demo")(crawl.demo)
+app.command("worker")(worker_cli.worker)
 app.command("daemon")(daemon.daemon)
 app.command("status")(daemon.status)
 app.add_typer(daemon.runs_app, name="runs")

@@ -8,10 +8,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from redis.exceptions import RedisError
 from rich.live import Live
 from rich.table import Table
 from sqlalchemy.orm import Session, sessionmaker
 
+from crawler.distributed import DEFAULT_DEPLOYMENT, redis_url, seed_requests
 from crawler.sources import Registry, SourceConfigError, load_registry
 from monitor.alerts import Dispatcher, alerts_settings
 from monitor.cli.alerts import drain_and_report, rules_or_exit
@@ -43,6 +45,15 @@ def crawl(
     alerts_timeout: Annotated[float, typer.Option(
         help="After the crawl, retry failing alerts for at most this many seconds (they stay "
              "queued for the next crawl or the daemon).")] = 30.0,
+    distributed: Annotated[bool, typer.Option(
+        "--distributed", help="Queue the start requests in Redis for `dtmon worker`s instead "
+                              "of crawling here.")] = False,
+    redis: Annotated[str | None, typer.Option(
+        "--redis", help="With --distributed: the deployment's Redis server (default: "
+                        "$DTMON_REDIS_URL, else redis://127.0.0.1:6379).")] = None,
+    deployment: Annotated[str, typer.Option(
+        "--deployment", help="With --distributed: the deployment's name (Redis key prefix).")]
+    = DEFAULT_DEPLOYMENT,
 ) -> None:
     """Crawl the registry's sources now and store every new article once.
 
@@ -53,6 +64,9 @@ def crawl(
     registry = _load_registry(sources or [])
     names = list(source or [])
     _check_names(registry, names)
+    if distributed:
+        _seed(redis or redis_url(), deployment, names, sources or [])
+        return
     rules = rules_or_exit(alerts)
     outcome = _crawl_with_progress(CrawlOptions(
         sources=names, sources_files=sources or [], via=via, refresh=refresh,
@@ -95,6 +109,18 @@ def demo(
         mirror.stop()
     console.print("Read what was found: [bold]dtmon articles list[/] "
                   "(add --json for scripts), [bold]dtmon articles show ID[/].")
+
+
+def _seed(redis: str, deployment: str, names: Sequence[str], files: Sequence[Path]) -> None:
+    try:
+        result = seed_requests(redis, deployment, names, files)
+    except RedisError as exc:
+        fail(f"cannot seed the deployment at {redis}: {exc}")
+    round_ = "new round" if result.new_round else "round in progress"
+    console.print(f"{result.queued} start request(s) queued in {redis} for deployment "
+                  f"{deployment!r} ({round_}; {result.skipped} already queued this round"
+                  + (f", {result.recovered} requeued from dead workers" if result.recovered
+                     else "") + "). Workers: [bold]dtmon worker[/].")
 
 
 def _crawl_with_progress(options: CrawlOptions) -> CrawlOutcome:
