@@ -170,11 +170,17 @@ def extract_article(html: bytes | str, url: str, *, encoding: str | None = None)
 
 
 def decode_html(data: bytes | str, encoding: str | None = None) -> str:
-    """Decode page bytes (HTTP charset, else meta charset, else UTF-8/cp1258) and NFC them."""
+    """Decode page bytes (HTTP charset, else meta charset, else UTF-8/cp1258) and NFC them.
+
+    Bytes that are valid UTF-8 with non-ASCII characters are UTF-8 whatever the labels say:
+    a mislabelled "iso-8859-1" page would otherwise decode into mojibake without any error.
+    """
     if isinstance(data, str):
         return unicodedata.normalize("NFC", data)
     meta = _META_CHARSET.search(data[:4096])
     candidates = [encoding, meta.group(1).decode("ascii") if meta else None, "utf-8", "cp1258"]
+    if not data.isascii():
+        candidates.insert(0, "utf-8")
     for name in candidates:
         codec = _codec(name)
         if codec is None:

@@ -21,11 +21,24 @@ RETRY_HTTP_CODES = [408, 429, 500, 502, 503, 504, 520, 521, 522, 524]
 
 # Anti-bot interstitials are dropped after redirects and decompression (590), before retries.
 DOWNLOADER_MIDDLEWARES = {"crawler.middlewares.InterstitialMiddleware": 580}
+# Hostile web (crawler/safety.py): requests (redirects too) stay on their source's hosts, checked
+# before robots.txt (100); retries wait (Retry-After, else backoff) in place of Scrapy's own.
+DOWNLOADER_MIDDLEWARES |= {
+    "crawler.safety.HostGuardMiddleware": 50,
+    "scrapy.downloadermiddlewares.retry.RetryMiddleware": None,
+    "crawler.safety.BackoffRetryMiddleware": 550,
+}
+DTMON_RETRY_AFTER_MAX = 120  # seconds; a longer Retry-After is not retried within the crawl
+DTMON_RETRY_BACKOFF_BASE = 1.0  # seconds before the first retry, doubled for each further one
+DTMON_RETRY_BACKOFF_MAX = 30.0
+REDIRECT_MAX_TIMES = 5
 # Feeds, sitemaps and listings are requested conditionally (crawler/incremental.py).
 SPIDER_MIDDLEWARES = {"crawler.incremental.ConditionalRequestMiddleware": 600}
 # Sitemap index: read only the newest shards (feeds and listings cover the latest news).
 DTMON_SITEMAP_MAX_SHARDS = 3
-DOWNLOAD_TIMEOUT = 60
+# Caps: a page is never larger than this, compressed or not (Scrapy's HttpCompressionMiddleware
+# and read_sitemap stop inflating at DOWNLOAD_MAXSIZE), nor slower than DOWNLOAD_TIMEOUT.
+DOWNLOAD_TIMEOUT = 30
 DOWNLOAD_MAXSIZE = 20 * 1024 * 1024
 DOWNLOAD_WARNSIZE = 5 * 1024 * 1024
 

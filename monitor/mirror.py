@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import struct
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,10 +22,14 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
+from monitor.faults import Answer, FaultPlan
+
 DEFAULT_MIRROR_PATH = Path(
     os.environ.get("DTMON_MIRROR") or Path(__file__).resolve().parents[2] / "shared" / "sites"
 )
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+_STREAM_CHUNK = 1024 * 1024
+_TIMEOUT_FAULT_SECONDS = 300
 
 
 class MirrorError(RuntimeError):
@@ -100,7 +106,8 @@ def _resource(root: Path, entry: dict[str, Any]) -> Resource:
 class MirrorServer:
     """Serve the mirror folder ``root`` on ``host:port`` (0 = any free port) in a thread.
 
-    ``requests`` logs every answered request; ``set_snapshot`` switches moments while running.
+    ``requests`` logs every answered request; ``set_snapshot`` switches moments while running;
+    ``faults`` (see monitor/faults.py) turns chosen URLs hostile.
     """
 
     def __init__(
@@ -110,8 +117,11 @@ class MirrorServer:
         host: str = "127.0.0.1",
         port: int = 0,
         on_request: Callable[[RequestRecord], None] | None = None,
+        faults: FaultPlan | None = None,
     ) -> None:
         self.root = Path(root)
+        self.faults = faults or FaultPlan()
+        self.stopping = threading.Event()
         self.host, self.port = host, port
         self.snapshot = snapshot
         self.requests: list[RequestRecord] = []
@@ -137,6 +147,7 @@ class MirrorServer:
         """Validate the folder and the snapshot, then serve in a background thread."""
         self._snapshots, self._resources = load_manifest(self.root)
         self.set_snapshot(self.snapshot)
+        self.stopping.clear()
         self._httpd = ThreadingHTTPServer((self.host, self.port), _handler_for(self))
         self._httpd.daemon_threads = True
         self.port = self._httpd.server_address[1]
@@ -147,6 +158,7 @@ class MirrorServer:
 
     def stop(self) -> None:
         """Stop serving and release the port."""
+        self.stopping.set()
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
@@ -183,6 +195,18 @@ class MirrorServer:
                     and (method != "POST" or resource.accepts_form(form or {}))):
                 return resource
         return None
+
+    def home_page(self, url: str) -> tuple[dict[str, str], bytes] | None:
+        """Headers and body of ``url``'s host's home page: its HTML page of shortest URL."""
+        host = urlsplit(normalize_url(url)).netloc
+        pages = [r for r in self._resources
+                 if urlsplit(r.url).netloc == host and r.method == "GET" and r.status == 200
+                 and self.snapshot in r.snapshots and r.file is not None
+                 and "html" in r.headers.get("Content-Type", "")]
+        if not pages:
+            return None
+        home = min(pages, key=lambda r: (len(r.url), r.url))
+        return home.headers, home.file.read_bytes() if home.file else b""
 
     def _record(self, record: RequestRecord) -> None:
         with self._lock:
@@ -249,19 +273,52 @@ def _handler_for(mirror: MirrorServer) -> type[BaseHTTPRequestHandler]:
             else:
                 status, headers = resource.status, resource.headers
                 body = resource.file.read_bytes() if resource.file else b""
+            answer = mirror.faults.apply(url, Answer(status, headers, body), mirror.home_page)
             # Logged before answering, so a client that got its answer finds it in the log.
-            mirror._record(RequestRecord(self.command, url, status,
+            mirror._record(RequestRecord(self.command, url, answer.status,
                                          conditional=inm is not None or ims is not None))
-            self._send(status, headers, body if with_body else b"", len(body))
+            self._deliver(answer, with_body)
 
-        def _send(self, status: int, headers: dict[str, str], body: bytes, length: int) -> None:
+        def _deliver(self, answer: Answer, with_body: bool) -> None:
+            """Send ``answer`` the way its faults say (normally: all of it)."""
+            if answer.delay and mirror.stopping.wait(answer.delay):
+                return
+            if answer.delivery == "timeout":
+                mirror.stopping.wait(_TIMEOUT_FAULT_SECONDS)
+                self.close_connection = True
+                return
+            if answer.delivery == "reset":
+                # SO_LINGER with a zero timeout: close() sends a TCP RST.
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                           struct.pack("ii", 1, 0))
+                self.close_connection = True
+                return
+            body = answer.body if with_body else b""
+            length = answer.stream_bytes or len(answer.body)
+            self._send(answer.status, answer.headers, length)
+            if answer.delivery == "truncate":
+                self.wfile.write(body[: len(body) // 2])
+                self.close_connection = True
+            elif answer.delivery == "stream" and with_body:
+                self._stream_filler(answer.stream_bytes)
+            else:
+                self.wfile.write(body)
+
+        def _send(self, status: int, headers: dict[str, str], length: int) -> None:
             self.send_response(status)
             for name, value in headers.items():
                 self.send_header(name, value)
             if status != HTTPStatus.NOT_MODIFIED:
                 self.send_header("Content-Length", str(length))
             self.end_headers()
-            self.wfile.write(body)
+
+        def _stream_filler(self, size: int) -> None:
+            chunk = (b"<p>" + b"x" * (_STREAM_CHUNK - 8) + b"</p>\n")[:_STREAM_CHUNK]
+            try:
+                for offset in range(0, size, _STREAM_CHUNK):
+                    self.wfile.write(chunk[: min(_STREAM_CHUNK, size - offset)])
+            except OSError:
+                self.close_connection = True  # the client gave up, as it should
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
             """Silent: requests are reported through ``MirrorServer.requests``/``on_request``."""

@@ -25,7 +25,6 @@ storage pipeline sets from the database when the spider opens. Default: nothing 
 
 from __future__ import annotations
 
-import gzip
 import re
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
@@ -44,6 +43,13 @@ from crawler.extraction import extract_article
 from crawler.incremental import CONDITIONAL
 from crawler.items import ArticleItem
 from crawler.middlewares import InterstitialPage
+from crawler.safety import (
+    DecompressionTooLarge,
+    gunzip_capped,
+    not_an_article_reason,
+    text_digest,
+    xml_entity_refusal,
+)
 from crawler.sources import Listing, Registry, Source, bare_host, load_registry
 from crawler.urls import canonical_url, url_key
 
@@ -79,6 +85,7 @@ class NewsSpider(scrapy.Spider):
         self._requested_keys: set[str] = set()
         self._yielded_keys: set[str] = set()
         self._visited_listings: set[tuple] = set()
+        self._listing_digests: dict[str, set[str]] = {s.name: set() for s in self.selected}
 
     # ------------------------------------------------------------------ start
 
@@ -111,6 +118,9 @@ class NewsSpider(scrapy.Spider):
     def parse_feed(self, response: Response) -> Iterator[Request]:
         """RSS/Atom: every entry's link is an article candidate."""
         source = self._fetched(response)
+        if refusal := xml_entity_refusal(response.body):
+            self._error(source, f"feed {response.url} not read: {refusal}")
+            return
         feed = feedparser.parse(response.body)
         links = [entry.get("link") for entry in feed.entries if entry.get("link")]
         if feed.bozo and not links:
@@ -122,7 +132,10 @@ class NewsSpider(scrapy.Spider):
     def parse_sitemap(self, response: Response) -> Iterator[Request]:
         """Sitemap index → shard sitemaps (newest first); urlset → article candidates."""
         source = self._fetched(response)
-        sitemap = read_sitemap(response.body)
+        if refusal := xml_entity_refusal(response.body):
+            self._error(source, f"sitemap {response.url} not read: {refusal}")
+            return
+        sitemap = read_sitemap(response.body, self.settings.getint("DOWNLOAD_MAXSIZE"))
         if sitemap is None:
             self._error(source, f"malformed sitemap {response.url}")
             return
@@ -149,6 +162,7 @@ class NewsSpider(scrapy.Spider):
         page: int = response.meta["dtmon_page"]
         html = response.text if isinstance(response, TextResponse) else ""
         links = self._listing_links(source, listing, response, html)
+        self._remember_listing(source, response)
         candidates = (self._discovered(source, links, response.url) if page == 1
                       else self._article_candidates(source, links))
         new = list(self._follow_articles(source, candidates))
@@ -243,6 +257,9 @@ class NewsSpider(scrapy.Spider):
         if article.is_empty:
             self._empty(source, response.url, "no article text extracted")
             return
+        if reason := self._not_an_article(source, response, article.canonical_url, article.text):
+            self._error(source, f"not stored, {reason}: {response.meta.get('dtmon_link')}")
+            return
         url = canonical_url(response.url, self.registry, page_canonical=article.canonical_url)
         key = url_key(url, self.registry)
         self._requested_keys.add(url_key(response.url, self.registry))
@@ -270,6 +287,20 @@ class NewsSpider(scrapy.Spider):
             etag=_header(response, "ETag"),
             last_modified=_header(response, "Last-Modified"),
         )
+
+    def _remember_listing(self, source: Source, response: Response) -> None:
+        """Keep a listing page's text digest: an "article" with the same text is not one."""
+        text = extract_article(response.body, response.url, encoding=_http_charset(response)).text
+        if text.strip():
+            self._listing_digests[source.name].add(text_digest(text))
+
+    def _not_an_article(self, source: Source, response: Response, page_canonical: str | None,
+                        text: str) -> str | None:
+        listings = {url_key(url, self.registry) for url in
+                    (*source.feeds, *source.sitemaps, *(li.url for li in source.listings))}
+        return not_an_article_reason(
+            response.url, page_canonical, lambda url: url_key(url, self.registry) in listings,
+            text_digest(text), self._listing_digests.get(source.name, set()))
 
     # ------------------------------------------------------------------ errors and bookkeeping
 
@@ -342,15 +373,16 @@ def _as_predicate(known: KnownUrlKeys | Collection[str] | None) -> KnownUrlKeys:
     return frozenset(known).__contains__
 
 
-def read_sitemap(body: bytes) -> tuple[str, list[dict[str, Any]]] | None:
-    """(type, entries with a ``loc``) of a sitemap, gunzipped if needed; None if unreadable.
+def read_sitemap(body: bytes, max_size: int = 0) -> tuple[str, list[dict[str, Any]]] | None:
+    """(type, entries with a ``loc``) of a sitemap, gunzipped (up to ``max_size`` bytes, 0: no
+    cap) if needed; None if unreadable.
 
     Scrapy's Sitemap parses with lxml without resolving entities or touching the network.
     """
     if body.startswith(_GZIP_MAGIC):
         try:
-            body = gzip.decompress(body)
-        except (OSError, EOFError):
+            body = gunzip_capped(body, max_size)
+        except (OSError, EOFError, DecompressionTooLarge):
             return None
     try:
         sitemap = Sitemap(body)

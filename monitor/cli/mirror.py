@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from monitor.faults import FaultSpecError, load_fault_plan
 from monitor.mirror import DEFAULT_MIRROR_PATH, MirrorError, MirrorServer, RequestRecord
 
 app = typer.Typer(
@@ -44,6 +45,11 @@ def serve(
         help="Moment to replay: t1 = first crawl, t2 = a few hours later.")] = "t1",
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on (0 = any free port).")] = 8765,
+    faults: Annotated[list[str] | None, typer.Option(
+        "--faults", help="Make URLs hostile (repeatable): a YAML/JSON file mapping URL globs to "
+                         "faults, or one inline rule PATTERN=FAULT[,FAULT...], e.g. "
+                         "'https://vov.vn/*.vov=5xx:2,slow:1'. Faults: see monitor/faults.py.")]
+    = None,
 ) -> None:
     """Serve the mirror until Ctrl-C, logging one line per request.
 
@@ -51,14 +57,17 @@ def serve(
     DTMON_VIA=http://HOST:PORT`): requests carry the real scheme and host in the
     X-Original-Scheme / X-Original-Host headers.
     """
-    server = MirrorServer(path, snapshot=snapshot, host=host, port=port,
-                          on_request=_print_request)
     try:
+        plan = load_fault_plan(faults or [])
+        server = MirrorServer(path, snapshot=snapshot, host=host, port=port,
+                              on_request=_print_request, faults=plan)
         server.start()
-    except (MirrorError, OSError) as exc:
+    except (MirrorError, OSError, FaultSpecError) as exc:
         typer.echo(f"cannot serve the mirror: {exc}", err=True)
         raise typer.Exit(1) from exc
     typer.echo(f"serving {path} (snapshot {snapshot}) at {server.url}; Ctrl-C to stop")
+    for rule in plan.rules:
+        typer.echo(f"faults on {rule.pattern}: {', '.join(map(str, rule.faults))}")
     try:
         _wait_for_stop_signal()
     finally:
