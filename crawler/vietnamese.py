@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from functools import lru_cache
 
 # Combining tone marks (Vietnamese has five tones besides the level one). Vowel-quality marks
 # (circumflex U+0302, breve U+0306, horn U+031B) are part of the letter and are kept.
@@ -42,9 +41,20 @@ def normalize_text(text: str) -> str:
     return "\n".join(lines).strip()
 
 
-@lru_cache(maxsize=1 << 16)
+# Vietnamese has a few thousand syllables, so caching their keys makes keying a long text cheap
+# (a plain dict: its lookup costs half of an lru_cache call, and this is the hot loop).
+_KEY_CACHE: dict[str, str] = {}
+_KEY_CACHE_LIMIT = 200_000
+
+
+def _cached_key(syllable: str) -> str:
+    if len(_KEY_CACHE) >= _KEY_CACHE_LIMIT:
+        _KEY_CACHE.clear()
+    key = _KEY_CACHE[syllable] = _syllable_key(syllable)
+    return key
+
+
 def _syllable_key(syllable: str) -> str:
-    # Vietnamese has a few thousand syllables, so the cache makes keying a long text cheap.
     if syllable.isascii():
         return syllable
     decomposed = unicodedata.normalize("NFD", syllable)
@@ -64,7 +74,8 @@ def match_tokens(text: str) -> list[str]:
     folded = unicodedata.normalize("NFC", text).casefold().replace("ð", "đ")
     # \w on the NFC form covers precomposed Vietnamese letters, so a token never ends
     # inside a letter: "số" is one token and never matches inside "sống".
-    return [_syllable_key(token) for token in _TOKEN.findall(folded)]
+    cached = _KEY_CACHE.get
+    return [cached(token) or _cached_key(token) for token in _TOKEN.findall(folded)]
 
 
 def match_key(text: str) -> str:

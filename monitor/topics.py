@@ -10,9 +10,13 @@ are scored.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import math
 import os
+import re
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
@@ -30,6 +34,8 @@ DEFAULT_TOPICS_PATH = Path(__file__).resolve().parents[1] / "config" / "topics.y
 NEGATIVE_MARK = "-"  # prefix of a negative phrase in ``TopicResult.matched``
 _SO = match_tokens("số")[0]
 _END = ""  # trie key of a complete phrase; never a token
+_SENTENCE_MARK = "_"  # a token of its own that no phrase contains
+_SENTENCE_END = re.compile(r"[.!?…]\s|\n")  # cheap: punctuation never reaches a token
 _RESCORE_BATCH = 500
 
 Weight = Annotated[float, Field(gt=0)]
@@ -46,8 +52,8 @@ class TopicsConfig(BaseModel):
 
     threshold: float = Field(gt=0)
     title_boost: float = Field(ge=0)
-    reference_length: int = Field(gt=0)
-    length_exponent: float = Field(ge=0, le=1)
+    focus_share: float = Field(gt=0, le=1)
+    focus_min_weight: float = Field(ge=0)
     number_sense_after_so: list[str] = []
     terms: dict[str, Weight] = Field(min_length=1)
     negatives: dict[str, Weight] = {}
@@ -99,8 +105,9 @@ class TopicResult:
     matched: dict[str, int]
     title_points: dict[str, float] = field(default_factory=dict)  # phrase present in the title
     body_points: dict[str, tuple[int, float]] = field(default_factory=dict)  # (count, points)
-    body_tokens: int = 0
-    length_divisor: float = 1.0
+    sentences: int = 0
+    focus_sentences: int = 0  # sentences holding a topic term of at least focus_min_weight
+    focus_factor: float = 1.0  # what the positive body evidence was multiplied by
     neutral: dict[str, int] = field(default_factory=dict)
 
     def explain(self) -> str:
@@ -115,8 +122,8 @@ class TopicResult:
             ordered = sorted(self.body_points.items(), key=lambda item: -abs(item[1][1]))
             listed = ", ".join(f"{p} x{n} ({v:+.1f})" for p, (n, v) in ordered)
             parts.append(
-                f"body ({self.body_tokens} words, length divisor "
-                f"{self.length_divisor:.2f}): {listed}"
+                f"body (topic terms in {self.focus_sentences} of {self.sentences} sentences, "
+                f"focus x{self.focus_factor:.2f}): {listed}"
             )
         if not self.title_points and not self.body_points:
             parts.append("no topic term found")
@@ -144,7 +151,10 @@ class TopicModel:
 
     def find(self, tokens: list[str]) -> Counter[_Phrase]:
         """Count the configured phrases in ``tokens``, leftmost-longest, never overlapping."""
-        found: Counter[_Phrase] = Counter()
+        return Counter(phrase for _, phrase in self._matches(tokens))
+
+    def _matches(self, tokens: list[str]) -> Iterator[tuple[int, _Phrase]]:
+        """(start index, phrase) of each phrase found, left to right."""
         root = self._trie
         i, end = 0, len(tokens)
         while i < end:
@@ -160,9 +170,8 @@ class TopicModel:
             if longest is None:
                 i += 1
             else:
-                found[longest] += 1
+                yield i, longest
                 i += len(longest.tokens)
-        return found
 
     def _number_sense(self, phrase: _Phrase, tokens: list[str], after: int) -> bool:
         """Whether the phrase's final "số" reads "number" because of the word after it."""
@@ -175,12 +184,22 @@ class TopicModel:
         """Score an article from its extracted title and body text."""
         cfg = self.config
         title_found = self.find(match_tokens(title or ""))
-        body_tokens = match_tokens(text or "")
-        body_found = self.find(body_tokens)
-        divisor = max(1.0, (len(body_tokens) / cfg.reference_length) ** cfg.length_exponent)
+        # One tokenisation of the whole body, with a mark token where each sentence ends.
+        tokens = match_tokens(_SENTENCE_END.sub(f" {_SENTENCE_MARK} ", text or ""))
+        marks = [i for i, token in enumerate(tokens) if token == _SENTENCE_MARK]
+        bounds = [-1, *marks, len(tokens)]
+        sentences = sum(1 for start, stop in itertools.pairwise(bounds) if stop - start > 1)
+        body_found: Counter[_Phrase] = Counter()
+        focused: set[int] = set()  # indexes of the sentences holding a focus term
+        for start, phrase in self._matches(tokens):
+            body_found[phrase] += 1
+            if phrase.weight >= cfg.focus_min_weight:
+                focused.add(bisect.bisect(marks, start))
+        focus = len(focused)
+        factor = min(1.0, focus / (sentences * cfg.focus_share)) ** 2 if sentences else 0.0
         title_points = {p.label: cfg.title_boost * p.weight for p in title_found if p.weight}
         body_points = {
-            p.label: (n, p.weight * (1 + math.log(n)) / divisor)
+            p.label: (n, p.weight * (1 + math.log(n)) * (factor if p.weight > 0 else 1.0))
             for p, n in body_found.items()
             if p.weight
         }
@@ -197,8 +216,9 @@ class TopicModel:
             matched=dict(matched.most_common()),
             title_points=title_points,
             body_points=body_points,
-            body_tokens=len(body_tokens),
-            length_divisor=divisor,
+            sentences=sentences,
+            focus_sentences=focus,
+            focus_factor=factor,
             neutral=dict(neutral),
         )
 
