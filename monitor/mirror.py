@@ -11,6 +11,7 @@ import json
 import os
 import socket
 import struct
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -103,6 +104,17 @@ def _resource(root: Path, entry: dict[str, Any]) -> Resource:
     )
 
 
+class _HttpServer(ThreadingHTTPServer):
+    """A threading HTTP server that stays quiet when a client drops its connection (a killed
+    crawler, a time-out): that is the client's business, not a server error."""
+
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class MirrorServer:
     """Serve the mirror folder ``root`` on ``host:port`` (0 = any free port) in a thread.
 
@@ -148,8 +160,7 @@ class MirrorServer:
         self._snapshots, self._resources = load_manifest(self.root)
         self.set_snapshot(self.snapshot)
         self.stopping.clear()
-        self._httpd = ThreadingHTTPServer((self.host, self.port), _handler_for(self))
-        self._httpd.daemon_threads = True
+        self._httpd = _HttpServer((self.host, self.port), _handler_for(self))
         self.port = self._httpd.server_address[1]
         self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,),
                                         daemon=True, name=f"mirror:{self.port}")

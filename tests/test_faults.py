@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.engine import make_url
 
 from crawler.extraction import extract_article
 from crawler.safety import refused_host, retry_after_seconds, xml_entity_refusal
@@ -232,3 +233,18 @@ def test_a_mislabelled_utf8_page_is_decoded_as_utf8(sites_dir: Path, gold):
         assert resource is not None and resource.file is not None
         body = resource.file.read_bytes()
     assert extract_article(body, item["url"], encoding="iso-8859-1").title == item["title"]
+
+
+def test_database_credentials_never_reach_the_output_or_the_logs(
+        postgres_url: str, sites_dir: Path, tmp_path: Path) -> None:
+    password = "s3cret-Pa55"  # the local test server trusts everyone: any password works
+    url = make_url(postgres_url).set(password=password).render_as_string(hide_password=False)
+    env = {**os.environ, "DTMON_DATABASE_URL": url, "COLUMNS": "160"}
+    with MirrorServer(sites_dir, snapshot="t1") as mirror:
+        done = subprocess.run([sys.executable, "-m", "monitor", "crawl", "--via", mirror.url,
+                               "--source", "dongnai"], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    logs = "".join(p.read_text("utf-8") for p in (tmp_path / "data" / "logs").glob("*.log"))
+    assert "stored article" in logs
+    assert password not in done.stdout + done.stderr + logs
