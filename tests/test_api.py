@@ -11,6 +11,10 @@ from fastapi.testclient import TestClient
 
 from crawler.vietnamese import normalize_text
 from monitor.api import create_app
+from monitor.ingest import ingest_article
+from monitor.topics import load_topics
+from storage.db import init_db, make_engine, session_factory, session_scope
+from storage.repository import ArticleData
 from tests.fixtures.crawled import copy_database
 
 
@@ -220,3 +224,32 @@ def test_bad_queue_requests_get_a_clear_422(
     response = client.post(path, json=body)
     assert response.status_code == 422, response.text
     assert says in response.text
+
+
+def test_web_page_answers_bad_filters_with_a_message(client: TestClient) -> None:
+    assert client.get("/").status_code == 200
+    for params, says in [({"since": "19/07/2024"}, "YYYY-MM-DD"), ({"q": "!!!"}, "no word")]:
+        response = client.get("/", params=params)
+        assert response.status_code == 400 and says in response.text
+    assert client.get("/", params={"page": 0}).status_code == 422
+
+
+def test_full_text_search_on_each_backend(database_url: str) -> None:
+    engine = make_engine(database_url)
+    init_db(engine)
+    bodies = {
+        "so": "Sở Nội vụ tỉnh tổ chức hội nghị tổng kết công tác cải cách hành chính năm.",
+        "số": "Tỉnh ra mắt nền tảng số phục vụ người dân, đẩy mạnh chuyển đổi số toàn diện.",
+    }
+    with session_scope(session_factory(engine)) as session:
+        for key, body in bodies.items():
+            url = f"https://{'so' if key == 'so' else 'dx'}.example.vn/a.html"
+            ingest_article(session, ArticleData(
+                source_name=key, url=url, url_key=url, title=body[:30], text=body * 3,
+            ), load_topics())
+    engine.dispose()
+    with TestClient(create_app(database_url)) as api:
+        found = _all_stories(api, q="Nền tảng SỐ")  # case-insensitive, diacritics kept
+        assert [s["representative"]["source"] for s in found] == ["số"]
+        assert [s["representative"]["source"] for s in _all_stories(api, q="sở nội vụ")] == ["so"]
+        assert _all_stories(api, q="nen tang so") == []
