@@ -18,9 +18,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
+from typer.testing import CliRunner
 
 from crawler.extraction import extract_article
 from crawler.safety import refused_host, retry_after_seconds, xml_entity_refusal
+from monitor.cli import app
 from monitor.faults import FaultSpecError, load_fault_plan, parse_rule
 from monitor.mirror import MirrorServer, load_manifest
 from storage.db import make_engine, session_factory
@@ -248,3 +250,10 @@ def test_database_credentials_never_reach_the_output_or_the_logs(
     logs = "".join(p.read_text("utf-8") for p in (tmp_path / "data" / "logs").glob("*.log"))
     assert "stored article" in logs
     assert password not in done.stdout + done.stderr + logs
+
+
+def test_mirror_serve_rejects_a_bad_fault_spec_clearly(sites_dir: Path) -> None:
+    result = CliRunner().invoke(app, ["mirror", "serve", str(sites_dir), "--port", "0",
+                                      "--faults", "https://vov.vn/*=meltdown"])
+    assert result.exit_code == 1
+    assert "unknown fault 'meltdown'" in result.output
