@@ -1,0 +1,202 @@
+"""End-to-end crawl throughput, memory and the incremental re-crawl, on a synthetic mirror.
+
+The synthetic mirror (bench/synthetic.py: 10,000 articles over 40 hosts; ``--quick``: 400 over
+4) is served on 127.0.0.1 and crawled through ``--via`` with the real spider, pipeline and
+storage (topic scoring and story assignment included):
+
+* one ``scrapy crawl news`` process into SQLite, at t1, then again at t2 (the incremental
+  re-crawl: requests the mirror answered, against the full crawl's);
+* one, then two ``dtmon worker`` crawler processes sharing Redis, storing into PostgreSQL.
+
+Throughput is articles stored per second of wall time from process start until the last
+article is in the database (process start-up included). Peak RSS is each crawler process's
+maximum resident set (``wait4``). The mirror is local, so politeness is off for the benchmark:
+see :data:`BENCH_SETTINGS`.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import func, select, text
+
+from bench.synthetic import IndexedMirrorServer, SyntheticMirror, generate
+from crawler.distributed import clear_deployment, redis_url, seed_requests, worker_settings
+from monitor.crawling import CrawlOptions, spider_command
+from monitor.mirror import DEFAULT_MIRROR_PATH
+from storage.db import init_db, make_engine
+from storage.models import Article
+
+QUICK = os.environ.get("DTMON_BENCH_QUICK") == "1"
+ARTICLES, HOSTS = (400, 4) if QUICK else (10_000, 40)
+POSTGRES_ADMIN_URL = os.environ.get(
+    "DTMON_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+REPO = Path(__file__).resolve().parents[1]
+BENCH_SETTINGS = {
+    "CONCURRENT_REQUESTS": "64",
+    "CONCURRENT_REQUESTS_PER_DOMAIN": "16",
+    "DOWNLOAD_DELAY": "0",
+    "AUTOTHROTTLE_ENABLED": "0",
+}
+IDLE_EXIT_SECONDS = 2
+_POLL_SECONDS = 0.25
+
+
+@dataclass(frozen=True)
+class CrawlFigures:
+    """One crawl: wall seconds until the last article was stored, articles, peak RSS."""
+
+    seconds: float
+    stored: int
+    peak_rss_mb: float
+
+    @property
+    def per_second(self) -> float:
+        return self.stored / self.seconds if self.seconds else 0.0
+
+
+def run_crawlers(commands: Sequence[list[str]], database_url: str, expected: int,
+                 logs: Path) -> CrawlFigures:
+    """Run crawler processes until all exit; time until ``expected`` articles are stored."""
+    engine = make_engine(database_url)
+    env = {**os.environ, "SCRAPY_SETTINGS_MODULE": "crawler.settings", "PYTHONPATH": str(REPO)}
+    started = time.monotonic()
+    running = {}
+    for number, command in enumerate(commands):
+        log = (logs / f"crawler-{number}-{uuid.uuid4().hex[:6]}.log").open("wb")
+        process = subprocess.Popen(command, cwd=logs, env=env, stdout=log,
+                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        running[process.pid] = process
+    peak_kb, done_at, stored = 0, None, 0
+    while running:
+        for pid in list(running):
+            finished, _, usage = os.wait4(pid, os.WNOHANG)
+            if finished:
+                running.pop(pid).returncode = 0  # reaped here, not by Popen
+                peak_kb = max(peak_kb, usage.ru_maxrss)
+        stored = _count_articles(engine)
+        if done_at is None and stored >= expected:
+            done_at = time.monotonic()
+        time.sleep(_POLL_SECONDS)
+    engine.dispose()
+    seconds = (done_at or time.monotonic()) - started
+    return CrawlFigures(seconds, stored, peak_kb / 1024)
+
+
+def _count_articles(engine) -> int:
+    with engine.connect() as connection:
+        return connection.execute(select(func.count()).select_from(Article)).scalar_one()
+
+
+def single_process(mirror: SyntheticMirror, via: str, database_url: str) -> list[str]:
+    """The command of one plain ``scrapy crawl news`` over the synthetic sources."""
+    options = CrawlOptions(sources=mirror.sources, sources_files=[mirror.sources_file], via=via,
+                           trigger="bench", extra_settings=BENCH_SETTINGS)
+    return spider_command(options, 0, database_url)
+
+
+def worker(mirror: SyntheticMirror, via: str, database_url: str, deployment: str) -> list[str]:
+    """The command of one crawl worker of ``deployment``."""
+    settings = worker_settings(redis_url(), deployment, idle_exit=IDLE_EXIT_SECONDS)
+    options = CrawlOptions(sources_files=[mirror.sources_file], via=via, trigger="bench",
+                           extra_settings={**settings, **BENCH_SETTINGS})
+    return spider_command(options, 0, database_url)
+
+
+def migrated(url: str) -> str:
+    """``url``, after bringing its schema to the latest migration."""
+    engine = make_engine(url)
+    init_db(engine)
+    engine.dispose()
+    return url
+
+
+@contextmanager
+def postgres_database() -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database, dropped afterwards."""
+    admin = make_engine(POSTGRES_ADMIN_URL).execution_options(isolation_level="AUTOCOMMIT")
+    name = f"dtmon_bench_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    url = admin.url.set(database=name).render_as_string(hide_password=False)
+    try:
+        yield migrated(url)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def distributed(mirror: SyntheticMirror, via: str, workers: int, logs: Path) -> CrawlFigures:
+    """Seed a fresh deployment and crawl it with ``workers`` processes into PostgreSQL."""
+    deployment = f"dtmon-bench-{uuid.uuid4().hex[:8]}"
+    try:
+        with postgres_database() as url:
+            seed_requests(redis_url(), deployment, mirror.sources, [mirror.sources_file])
+            commands = [worker(mirror, via, url, deployment) for _ in range(workers)]
+            return run_crawlers(commands, url, mirror.articles_t1, logs)
+    finally:
+        clear_deployment(redis_url(), deployment)
+
+
+def run() -> list[dict]:
+    """Single process on SQLite (t1, then the t2 re-crawl), then 1 and 2 workers."""
+    with tempfile.TemporaryDirectory(prefix="dtmon-bench-crawl-") as folder:
+        work = Path(folder)
+        mirror = generate(DEFAULT_MIRROR_PATH, work / "mirror", ARTICLES, HOSTS)
+        with IndexedMirrorServer(mirror.root, snapshot="t1") as server:
+            sqlite_url = migrated(f"sqlite:///{work / 'dtmon.db'}")
+            single = run_crawlers([single_process(mirror, server.url, sqlite_url)], sqlite_url,
+                                  mirror.articles_t1, work)
+            t1_requests = len(server.requests)
+            server.set_snapshot("t2")
+            server.clear_log()
+            again = run_crawlers([single_process(mirror, server.url, sqlite_url)], sqlite_url,
+                                 mirror.articles_t2, work)
+            t2_requests = len(server.requests)
+            server.set_snapshot("t1")
+            one = distributed(mirror, server.url, 1, work)
+            two = distributed(mirror, server.url, 2, work)
+    settings = ", ".join(f"{k}={v}" for k, v in BENCH_SETTINGS.items())
+    return [
+        _throughput(f"single process, SQLite ({single.stored}/{mirror.articles_t1} stored)",
+                    single, target="≥ 100"),
+        _throughput(f"1 worker, Redis + PostgreSQL ({one.stored} stored)", one),
+        {**_throughput(f"2 workers, Redis + PostgreSQL ({two.stored} stored)", two),
+         "baseline": round(one.per_second, 1),
+         "ratio": round(two.per_second / one.per_second, 2) if one.per_second else None,
+         "target": "≥ 1.6× one worker"},
+        _rss("peak RSS, single process", single),
+        _rss("peak RSS per worker (1 worker)", one),
+        _rss("peak RSS per worker (2 workers)", two),
+        {"metric": f"t2 re-crawl: requests ({again.stored - single.stored} new articles of "
+                   f"{mirror.articles_t2 - mirror.articles_t1})",
+         "value": t2_requests, "unit": "requests", "baseline": t1_requests,
+         "ratio": round(t2_requests / t1_requests, 3)},
+        {"metric": f"crawl settings (local mirror, {HOSTS} hosts)", "value": settings,
+         "unit": ""},
+    ]
+
+
+def _throughput(metric: str, figures: CrawlFigures, target: str | None = None) -> dict:
+    row = {"metric": metric, "value": round(figures.per_second, 1), "unit": "articles/s"}
+    return {**row, "target": target} if target else row
+
+
+def _rss(metric: str, figures: CrawlFigures) -> dict:
+    return {"metric": metric, "value": round(figures.peak_rss_mb), "unit": "MB",
+            "target": "≤ 500"}
+
+
+if __name__ == "__main__":
+    for row in run():
+        print(row, file=sys.stderr)
