@@ -25,6 +25,7 @@ PAGES = 200 if QUICK else 2_000
 TARGET_OVERHEAD = 0.25
 
 Page = tuple[bytes, str]
+Extractor = Callable[[Page], object]
 
 
 def pages(count: int) -> list[Page]:
@@ -38,23 +39,27 @@ def pages(count: int) -> list[Page]:
                 for path in sorted(root.glob("*/a*.html"))]
 
 
-def pages_per_second(extract: Callable[[Page], object], sample: list[Page]) -> float:
-    """Best of three passes over ``sample``."""
-    extract(sample[0])  # warm-up: lazy imports and caches
-    best = float("inf")
+def pages_per_second(extractors: list[Extractor], sample: list[Page]) -> list[float]:
+    """Pages/s of each extractor over ``sample``: best of three passes, taken in turns so that
+    a change in the machine's load weighs on all of them alike."""
+    for extract in extractors:
+        extract(sample[0])  # warm-up: lazy imports and caches
+    best = [float("inf")] * len(extractors)
     for _ in range(3):
-        started = time.perf_counter()
-        for page in sample:
-            extract(page)
-        best = min(best, time.perf_counter() - started)
-    return len(sample) / best
+        for index, extract in enumerate(extractors):
+            started = time.perf_counter()
+            for page in sample:
+                extract(page)
+            best[index] = min(best[index], time.perf_counter() - started)
+    return [len(sample) / seconds for seconds in best]
 
 
 def run() -> list[dict]:
     """Pages/s of both extractors and the pipeline's overhead over plain trafilatura."""
     sample = pages(PAGES)
-    ours = pages_per_second(lambda page: extract_article(page[0], page[1]), sample)
-    plain = pages_per_second(lambda page: trafilatura.extract(page[0], url=page[1]), sample)
+    ours, plain = pages_per_second([lambda page: extract_article(page[0], page[1]),
+                                    lambda page: trafilatura.extract(page[0], url=page[1])],
+                                   sample)
     return [
         {"metric": f"extract_article, {len(sample)} pages", "value": round(ours),
          "unit": "pages/s", "baseline": round(plain), "ratio": round(ours / plain, 2)},
