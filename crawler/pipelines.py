@@ -10,6 +10,7 @@ from typing import Any
 from scrapy import Spider, signals
 from scrapy.crawler import Crawler
 from scrapy.exceptions import DropItem
+from scrapy.utils.defer import deferred_from_coro
 from sqlalchemy.orm import Session, sessionmaker
 from twisted.internet import task
 
@@ -20,7 +21,7 @@ from monitor.alerts import ALERTS_SETTING, load_rules
 from monitor.ingest import ingest_article
 from monitor.topics import TopicModel, load_topics
 from storage import repository
-from storage.db import init_db, make_engine, session_factory, session_scope
+from storage.db import StorageError, init_db, make_engine, session_factory, session_scope
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ class StoragePipeline:
     def from_crawler(cls, crawler: Crawler) -> StoragePipeline:
         pipeline = cls(crawler)
         crawler.signals.connect(pipeline.spider_opened, signal=signals.spider_opened)
+        crawler.signals.connect(pipeline.spider_closed, signal=signals.spider_closed)
         return pipeline
 
     def spider_opened(self, spider: Spider) -> None:
@@ -77,13 +79,17 @@ class StoragePipeline:
         if not isinstance(item, ArticleItem):
             return item
         data = article_data(item, self.crawler.spider.registry)
-        with session_scope(self.sessions) as session:
-            result = ingest_article(session, data, self.topics, self.alerts)
-            stats = repository.source_stats(session, self._run(), data.source_name)
-            if result.created:
-                stats.articles_new += 1
-            else:
-                stats.articles_seen += 1
+        try:
+            with session_scope(self.sessions) as session:
+                result = ingest_article(session, data, self.topics, self.alerts)
+                stats = repository.source_stats(session, self._run(), data.source_name)
+                if result.created:
+                    stats.articles_new += 1
+                else:
+                    stats.articles_seen += 1
+        except StorageError as exc:
+            self._stop_crawl(f"cannot store {data.url}: {exc}")
+            raise DropItem(str(exc)) from exc
         if not result.created:
             raise DropItem(f"already stored: {data.url}")
         logger.info("[%s] stored article %d (%s): %s", data.source_name, result.article_id,
@@ -106,15 +112,29 @@ class StoragePipeline:
                 record.stats = values
                 record.error_messages = list(errors.get(name, []))
 
-    def close_spider(self) -> None:
-        """Write the final counters; finish the run when this pipeline started it."""
+    def spider_closed(self, spider: Spider, reason: str) -> None:
+        """Write the final counters and record whether the crawl ended as it should.
+
+        A run this pipeline started is finished here; a run started by `dtmon crawl` is only
+        marked ``failed`` (its parent finishes it) when the crawl was cut short.
+        """
         if self._flusher.running:
             self._flusher.stop()
-        self.flush_stats()
-        if self.owns_run and self.run_id is not None:
-            with session_scope(self.sessions) as session:
-                repository.finish_run(session, self.run_id, "ok")
+        status = "ok" if reason == "finished" else "failed"
+        with session_scope(self.sessions) as session:
+            self.flush_stats()
+            if self.owns_run:
+                repository.finish_run(session, self._run(), status)
+            elif status == "failed":
+                repository.mark_run(session, self._run(), status)
         self.engine.dispose()
+
+    def _stop_crawl(self, message: str) -> None:
+        """Storage is failing (disk full, read-only…): stop rather than drop every article."""
+        logger.error("%s; stopping the crawl", message)
+        engine = self.crawler.engine
+        if engine is not None:
+            deferred_from_coro(engine.close_spider_async(reason="storage_error"))
 
     def _run(self) -> int:
         assert self.run_id is not None, "the run record is created when the spider opens"

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from crawler.via import parse_via
 from storage import repository
-from storage.db import session_scope
+from storage.db import DATABASE_URL_ENV, session_scope
 from storage.models import CrawlRun, CrawlRunSource
 
 LOG_DIR = Path("data") / "logs"
@@ -56,7 +56,6 @@ def spider_command(options: CrawlOptions, run_id: int, database_url: str) -> lis
         command += ["-a", "sources_file=" + ",".join(str(p) for p in options.sources_files)]
     settings = {
         "DTMON_RUN_ID": str(run_id),
-        "DTMON_DATABASE_URL": database_url,
         "DTMON_VIA": options.via or "",
         "DTMON_REFRESH": "1" if options.refresh else "0",
         **options.extra_settings,
@@ -89,7 +88,10 @@ def run_crawl(
             repository.source_stats(session, run_id, name)
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     log_path = LOG_DIR / f"run-{run_id}.log"
-    env = {**os.environ, "SCRAPY_SETTINGS_MODULE": "crawler.settings"}
+    # The database URL goes through the environment: on the command line its password would
+    # show in `ps`.
+    env = {**os.environ, "SCRAPY_SETTINGS_MODULE": "crawler.settings",
+           DATABASE_URL_ENV: database_url}
     with log_path.open("wb") as log:
         child = subprocess.Popen(spider_command(options, run_id, database_url), env=env,
                                  stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -107,7 +109,8 @@ def run_crawl(
             raise
         if interrupted is not None:
             stop_child(child)
-    status = interrupted or ("ok" if child.returncode == 0 else "failed")
+    status = interrupted or ("ok" if child.returncode == 0 and not _failed(sessions, run_id)
+                             else "failed")
     _finish(sessions, run_id, status)
     if on_progress:
         on_progress(run_sources(sessions, run_id))
@@ -131,6 +134,13 @@ def run_sources(sessions: sessionmaker[Session], run_id: int) -> list[CrawlRunSo
     with sessions() as session:
         run = session.get(CrawlRun, run_id)
         return list(run.sources) if run else []
+
+
+def _failed(sessions: sessionmaker[Session], run_id: int) -> bool:
+    """Whether the crawl itself marked its run failed (e.g. it stopped on a storage error)."""
+    with sessions() as session:
+        run = session.get(CrawlRun, run_id)
+        return run is not None and run.status == "failed"
 
 
 def _finish(sessions: sessionmaker[Session], run_id: int, status: str) -> None:

@@ -296,6 +296,13 @@ def source_stats(session: Session, run_id: int, source_name: str) -> CrawlRunSou
     return stats
 
 
+def mark_run(session: Session, run_id: int, status: str) -> CrawlRun:
+    """Set run ``run_id``'s status without finishing it (its owner finishes it)."""
+    run = session.get_one(CrawlRun, run_id)
+    run.status = status
+    return run
+
+
 def finish_run(session: Session, run_id: int, status: str) -> CrawlRun:
     """Mark run ``run_id`` finished now with ``status`` (ok or failed)."""
     run = session.get_one(CrawlRun, run_id)
