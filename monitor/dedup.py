@@ -50,11 +50,6 @@ _SIGNATURE_DTYPE = np.dtype("<u4")
 _INT64_MASK = (1 << 64) - 1
 
 
-def content_hash(text: str) -> str:
-    """SHA-256 hex digest of the normalised body (equal for exact copies in any spelling form)."""
-    return hashlib.sha256(" ".join(match_tokens(text)).encode("utf-8")).hexdigest()
-
-
 def shingles(text: str) -> frozenset[str]:
     """Return the set of ``SHINGLE_SIZE``-syllable shingles of ``text`` (one if it is shorter)."""
     tokens = match_tokens(text)

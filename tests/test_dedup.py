@@ -13,9 +13,10 @@ from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
 from monitor.cli import app
-from monitor.dedup import assign_story, content_hash, is_duplicate, similarity
+from monitor.dedup import assign_story, is_duplicate, similarity
 from storage.db import init_db, make_engine, session_factory
 from storage.models import Article, LshBucket, Source, Story
+from storage.repository import content_hash
 
 PAIRS_FILE = Path(__file__).parent / "data" / "dedup_pairs.jsonl"
 GOLD_DUPLICATES = {
