@@ -160,7 +160,7 @@ def test_cli_stories_list_and_show(
 
     listed = runner.invoke(app, ["stories", "list", "--json", "--limit", "5"])
     assert listed.exit_code == 0, listed.output
-    [story] = json.loads(listed.output)
+    [story] = [json.loads(line) for line in listed.output.splitlines()]  # one per line
     assert story["id"] == original.story_id and story["title"] == "original"
     assert story["copies"] == 2 and story["sources"] == ["paper", "portal"]
     assert story["first_published"].startswith("2025-07-15T10:00")

@@ -2,43 +2,23 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, joinedload
 
-from storage.db import StorageError, init_db, make_engine, session_factory
+from monitor.cli.common import console, database_session, echo_json_line, fail
 from storage.models import Article, Source, Story
 
 app = typer.Typer(help="Stories: an article and its copies on other sites.", no_args_is_help=True)
 
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="One JSON object per line.")]
 
 
 def _iso(value: object) -> str | None:
     return value.isoformat() if value is not None else None
-
-
-@contextmanager
-def _open_session() -> Iterator[Session]:
-    """A session on the configured database; storage failures end the command with a message."""
-    try:
-        engine = make_engine()
-        init_db(engine)
-    except StorageError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from exc
-    try:
-        with session_factory(engine)() as session:
-            yield session
-    finally:
-        engine.dispose()
 
 
 def _story_summaries(session: Session, limit: int) -> list[dict]:
@@ -102,10 +82,11 @@ def list_stories(
     limit: Annotated[int, typer.Option(min=1, help="Show at most this many stories.")] = 50,
 ) -> None:
     """List stories, newest first: representative title, copies, sources, first published."""
-    with _open_session() as session:
+    with database_session() as session:
         stories = _story_summaries(session, limit)
     if as_json:
-        typer.echo(json.dumps(stories, ensure_ascii=False, indent=2))
+        for story in stories:
+            echo_json_line(story)
         return
     table = Table("id", "title", "copies", "sources", "first published")
     for s in stories:
@@ -113,7 +94,7 @@ def list_stories(
             str(s["id"]), s["title"] or "", str(s["copies"]), ", ".join(s["sources"]),
             s["first_published"] or "",
         )
-    Console().print(table)
+    console.print(table)
 
 
 @app.command("show")
@@ -122,15 +103,14 @@ def show_story(
     as_json: JsonOption = False,
 ) -> None:
     """Show every copy of a story: source, URL, published, title."""
-    with _open_session() as session:
+    with database_session() as session:
         copies = _story_copies(session, story_id)
     if not copies:
-        typer.echo(f"error: no story {story_id}", err=True)
-        raise typer.Exit(1)
+        fail(f"no story {story_id}")
     if as_json:
-        typer.echo(json.dumps({"id": story_id, "copies": copies}, ensure_ascii=False, indent=2))
+        echo_json_line({"id": story_id, "copies": copies})
         return
     table = Table("source", "url", "published", "title", title=f"story {story_id}")
     for c in copies:
         table.add_row(c["source"], c["url"], c["published"] or "", c["title"])
-    Console().print(table)
+    console.print(table)
