@@ -1,10 +1,11 @@
 """`dtmon export` in constant memory: peak RSS at 100,000 and 1,000,000 rows, per format.
 
-A SQLite database of ``DTMON_BENCH_EXPORT_ROWS`` articles (default 1,000,000; ~800-character
-Vietnamese bodies, two URLs each, 50 sources) is built once in a temporary folder. Each export
-runs `dtmon export` in a fresh child process and reads that child's peak resident set size from
-``wait4``; the small export selects the newest tenth with ``--since``. Flat memory means the
-peak at the full size stays the same as at a tenth of it (ratio ~1), whatever the row count.
+A SQLite database of ``DTMON_BENCH_EXPORT_ROWS`` articles (default 1,000,000, 10,000 with
+``--quick``; ~800-character Vietnamese bodies, two URLs each, 50 sources) is built once in a
+temporary folder. Each export runs `dtmon export` in a fresh child process and reads that
+child's peak resident set size from ``wait4``; the small export selects the newest tenth with
+``--since``. Flat memory means the peak at the full size stays the same as at a tenth of it
+(ratio ~1), whatever the row count.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from sqlalchemy import insert
 from storage.db import init_db, make_engine, session_factory, session_scope
 from storage.models import Article, ArticleUrl, Source
 
-ROWS = int(os.environ.get("DTMON_BENCH_EXPORT_ROWS", "1000000"))
+QUICK = os.environ.get("DTMON_BENCH_QUICK") == "1"  # python -m bench --quick
+ROWS = int(os.environ.get("DTMON_BENCH_EXPORT_ROWS", "10000" if QUICK else "1000000"))
 SOURCES = 50
 INSERT_BATCH = 20_000
 START = datetime(2020, 1, 1)
