@@ -24,7 +24,7 @@ import bench
 
 QUICK_ENV = "DTMON_BENCH_QUICK"
 _COLUMNS = ("metric", "value", "unit", "baseline", "ratio", "target")
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 160)  # logs and CI: no folding
 
 
 def module_names() -> list[str]:

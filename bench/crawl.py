@@ -33,7 +33,7 @@ from bench.synthetic import IndexedMirrorServer, SyntheticMirror, generate
 from crawler.distributed import clear_deployment, redis_url, seed_requests, worker_settings
 from monitor.crawling import CrawlOptions, spider_command
 from monitor.mirror import DEFAULT_MIRROR_PATH
-from storage.db import init_db, make_engine
+from storage.db import DATABASE_URL_ENV, init_db, make_engine
 from storage.models import Article
 
 QUICK = os.environ.get("DTMON_BENCH_QUICK") == "1"
@@ -68,7 +68,8 @@ def run_crawlers(commands: Sequence[list[str]], database_url: str, expected: int
                  logs: Path) -> CrawlFigures:
     """Run crawler processes until all exit; time until ``expected`` articles are stored."""
     engine = make_engine(database_url)
-    env = {**os.environ, "SCRAPY_SETTINGS_MODULE": "crawler.settings", "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "SCRAPY_SETTINGS_MODULE": "crawler.settings", "PYTHONPATH": str(REPO),
+           DATABASE_URL_ENV: database_url}
     started = time.monotonic()
     running = {}
     for number, command in enumerate(commands):

@@ -56,6 +56,7 @@ from scrapy_redis.queue import FifoQueue
 from scrapy_redis.scheduler import Scheduler
 from twisted.internet import task
 
+from crawler import settings as project_settings
 from crawler.sources import Registry
 from crawler.urls import url_key
 
@@ -115,14 +116,18 @@ class RedisKeys:
 
 def worker_settings(redis: str, deployment: str = DEFAULT_DEPLOYMENT, idle_exit: float = 0,
                     heartbeat: int = DEFAULT_HEARTBEAT_SECONDS) -> dict[str, str]:
-    """The Scrapy settings (``-s`` values) that turn ``scrapy crawl news`` into a worker."""
+    """The Scrapy settings (``-s`` values) that turn ``scrapy crawl news`` into a worker.
+
+    ``-s SPIDER_MIDDLEWARES`` replaces the project's dict, so the project's entries are kept.
+    """
     return {
         "SCHEDULER": f"{__name__}.ReliableScheduler",
         "REDIS_URL": redis,
         "DTMON_REDIS_DEPLOYMENT": deployment,
         "DTMON_WORKER_IDLE_EXIT": str(idle_exit),
         "DTMON_WORKER_HEARTBEAT": str(heartbeat),
-        "SPIDER_MIDDLEWARES": json.dumps({f"{__name__}.NoStartRequests": 0}),
+        "SPIDER_MIDDLEWARES": json.dumps({**project_settings.SPIDER_MIDDLEWARES,
+                                          f"{__name__}.NoStartRequests": 0}),
     }
 
 
