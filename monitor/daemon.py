@@ -9,6 +9,9 @@
   ``daemon``) under a time limit: past it the crawl is stopped and its run recorded ``failed``.
   A crawl that crashes only fails its run; the daemon goes on.
 * After each run, :func:`monitor.health.check_run` raises operator alerts for new problems.
+* The alert dispatcher (:class:`monitor.alerts.Dispatcher`) runs in a thread, so the alerts a
+  crawl enqueues (for the rules of ``--alerts``, default config/alerts.yaml) go out within a
+  second of the crawl's commit.
 * :meth:`CrawlDaemon.stop` (SIGTERM/SIGINT): no new crawl starts; running ones may finish
   within ``stop_grace`` seconds, then are stopped cleanly (run recorded ``interrupted``).
 * :class:`Lease`: a row in ``daemon_lease`` renewed by a heartbeat; a second daemon on the same
@@ -38,6 +41,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from crawler.sources import Source, load_registry
+from monitor.alerts import Dispatcher, alerts_settings, load_rules
 from monitor.crawling import STOP_BOUND_SECONDS, CrawlOptions, run_crawl
 from monitor.health import OperatorAlerts, check_run
 from storage.db import init_db, make_engine, session_factory, session_scope
@@ -49,6 +53,7 @@ logger = logging.getLogger("dtmon.daemon")
 JOB_PREFIX = "crawl:"
 LEASE_NAME = "crawl-daemon"
 MAX_JITTER_SECONDS = 300.0
+DISPATCH_POLL_SECONDS = 0.5
 
 
 @dataclass
@@ -59,7 +64,7 @@ class DaemonOptions:
     sources_files: Sequence[Path] = ()  # extra YAML files of sources
     via: str | None = None  # mirror server (the --via contract)
     interval_seconds: float | None = None  # overrides every source's schedule
-    alerts_file: Path | None = None  # alert channels for operator alerts
+    alerts_file: Path | None = None  # alert rules (default config/alerts.yaml)
     workers: int = 4  # crawls at the same time (each of a different source)
     time_limit: float = 1800.0  # seconds a crawl may take before it is stopped
     stop_grace: float = 30.0  # seconds running crawls may take to finish on shutdown
@@ -163,7 +168,8 @@ class CrawlDaemon:
         self.sessions = session_factory(self.engine)
         registry = load_registry(extra=options.sources_files)
         self.sources: list[Source] = registry.select(list(options.sources))
-        self.alerts = OperatorAlerts(self.sessions, options.alerts_file)
+        self.rules = load_rules(options.alerts_file)
+        self.alerts = OperatorAlerts(self.sessions, self.rules)
         self.lease = Lease(self.sessions, timedelta(seconds=options.lease_seconds))
         self.stopping = threading.Event()
         self._stop_deadline: float | None = None
@@ -182,6 +188,8 @@ class CrawlDaemon:
         self.lease.acquire()
         _running = self
         try:
+            dispatcher = Dispatcher(self.sessions, self.rules).start_in_thread(
+                poll_seconds=DISPATCH_POLL_SECONDS)
             self.scheduler.start(paused=True)
             self._schedule_sources()
             self.scheduler.resume()
@@ -192,6 +200,7 @@ class CrawlDaemon:
                     logger.error("the daemon lease was taken over by another daemon: stopping")
                     self.stop("lease lost")
             self._shutdown()
+            dispatcher.stop()
         finally:
             _running = None
             self.lease.release()
@@ -243,7 +252,8 @@ class CrawlDaemon:
             return
         started = time.monotonic()
         options = CrawlOptions(sources=[name], sources_files=self.options.sources_files,
-                               via=self.options.via, trigger="daemon")
+                               via=self.options.via, trigger="daemon",
+                               extra_settings=alerts_settings(self.rules.path))
         logger.info("[%s] crawl starting", name)
         try:
             outcome = run_crawl(options, self.sessions, self.database_url,

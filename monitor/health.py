@@ -17,17 +17,16 @@ operator alert for each new one (logged, and enqueued for the alert channels whe
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from monitor.alerts import AlertRules, raise_operator_alert
 from storage.db import session_scope
 from storage.models import CrawlRun, CrawlRunSource
 
@@ -206,31 +205,22 @@ def check_run(sessions: sessionmaker[Session], run_id: int, alert: OperatorAlert
 
 
 class OperatorAlerts:
-    """Operator alerts: logged, and enqueued to the alert channels of ``alerts_file``
-    (default: config/alerts.yaml) through ``monitor.alerts`` when it is available."""
+    """Operator alerts: logged, and enqueued to the ``operator: true`` rules of ``rules``
+    (delivered by the alert dispatcher)."""
 
-    def __init__(self, sessions: sessionmaker[Session], alerts_file: Path | None = None) -> None:
+    def __init__(self, sessions: sessionmaker[Session], rules: AlertRules | None = None) -> None:
         self.sessions = sessions
-        self.alerts_file = alerts_file
+        self.rules = rules
         self.raised: list[tuple[str, str, str]] = []
 
     def __call__(self, kind: str, source: str, message: str) -> None:
         logger.warning("OPERATOR ALERT %s [%s]: %s", kind, source, message)
         self.raised.append((kind, source, message))
-        try:
-            self._enqueue(kind, source, message)
-        except Exception as exc:  # the alert channels must never stop the crawler
-            logger.error("operator alert %s [%s] not sent to the alert channels: %s", kind,
-                         source, exc)
-
-    def _enqueue(self, kind: str, source: str, message: str) -> None:
-        try:
-            outbox = importlib.import_module("monitor.alerts.outbox")
-            rules_module = importlib.import_module("monitor.alerts.rules")
-        except ImportError:
-            return  # no alert channels in this installation: the log is the alert
-        if self.alerts_file is None and not rules_module.DEFAULT_ALERTS_PATH.exists():
+        if not self.rules:
             return  # no alert channels configured: the log is the alert
-        rules = rules_module.load_rules(self.alerts_file)
-        with session_scope(self.sessions) as session:
-            outbox.raise_operator_alert(session, kind, source, message, rules=rules)
+        try:
+            with session_scope(self.sessions) as session:
+                raise_operator_alert(session, kind, source, message, rules=self.rules)
+        except Exception as exc:  # the alert channels must never stop the crawler
+            logger.error("operator alert %s [%s] not queued for the alert channels: %s", kind,
+                         source, exc)

@@ -27,6 +27,7 @@ from monitor.daemon import DaemonAlreadyRunning, Lease
 from monitor.mirror import MirrorServer
 from storage.db import init_db, make_engine, session_factory
 from storage.models import Article, CrawlRun
+from tests.fixtures.receivers import WebhookReceiver
 from tests.fixtures.shared_data import REPO_ROOT
 
 SOURCES = {"hue": "hue.gov.vn", "hungyen": "hungyen.gov.vn", "baohungyen": "baohungyen.vn",
@@ -190,3 +191,28 @@ def test_a_crawl_past_its_limit_is_stopped_and_recorded(tmp_path: Path,
         assert run.status == "failed" and run.finished_at is not None
         assert [row.source_name for row in run.sources] == ["hue"]
     engine.dispose()
+
+
+def test_the_daemon_delivers_each_new_relevant_story_once(
+        tmp_path: Path, mirror: MirrorServer, webhook: WebhookReceiver,
+        gold: dict[str, dict]) -> None:
+    rules = tmp_path / "alerts.yaml"
+    rules.write_text(f'rules: [{{name: all, urls: ["{webhook.url}"]}}]\n')
+    hosts = {"hungyen.gov.vn", "baohungyen.vn", "dongnai.gov.vn"}
+    relevant = [g for g in gold.values() if g["host"] in hosts and g["snapshot"] == "t1"
+                and g["topic"] in ("on", "hard_on")]
+    stories = len([g for g in relevant if not g["near_duplicate_of"]])
+    env = {**os.environ, "DTMON_DATABASE_URL": f"sqlite:///{tmp_path / 'dtmon.db'}"}
+    command = [sys.executable, "-m", "monitor", "daemon", "--via", mirror.url, "--alerts",
+               str(rules), "--interval-seconds", "600", "--source", "hungyen", "--source",
+               "baohungyen", "--source", "dongnai"]
+    with (tmp_path / "daemon.log").open("w") as log:
+        daemon = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=log,
+                                  stderr=subprocess.STDOUT)
+        try:
+            webhook.wait_for(stories, timeout=90)
+            time.sleep(3)  # a second alert for a repost would arrive by now
+        finally:
+            assert stop(daemon) == 0, (tmp_path / "daemon.log").read_text()
+    keys = [arrival.key for arrival in webhook.arrivals]
+    assert len(keys) == len(set(keys)) == stories  # one per story, the repost pair once

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from crawler.sources import SourceConfigError, load_registry
 from crawler.via import parse_via
+from monitor.alerts import AlertsConfigError
 from monitor.cli.common import console, database_session, echo_json_line, fail, open_database
 from monitor.daemon import CrawlDaemon, DaemonAlreadyRunning, DaemonOptions
 from monitor.health import SourceHealth, health_report
@@ -39,8 +40,9 @@ def daemon(
         "--interval-seconds", min=1, help="Crawl every source this often, instead of each "
                                           "source's schedule (for tests and demos).")] = None,
     alerts: Annotated[Path | None, typer.Option(
-        "--alerts", help="Alerts file whose operator rules receive source-health alerts "
-                         "(default: config/alerts.yaml when present; always logged).")] = None,
+        "--alerts", help="Alert rules file (default: config/alerts.yaml): new relevant stories "
+                         "are delivered within seconds; operator rules also get source-health "
+                         "alerts (always logged).")] = None,
     workers: Annotated[int, typer.Option(min=1, help="Sources crawled at the same time.")] = 4,
     time_limit: Annotated[float, typer.Option(
         "--time-limit", min=1, help="Seconds a crawl may run before it is stopped (failed).")]
@@ -68,7 +70,7 @@ def daemon(
                             workers=workers, time_limit=time_limit, stop_grace=stop_grace)
     try:
         crawl_daemon = CrawlDaemon(options, url)
-    except (SourceConfigError, KeyError, StorageError) as exc:
+    except (SourceConfigError, AlertsConfigError, KeyError, StorageError) as exc:
         fail(exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc))
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda number, _frame: crawl_daemon.stop(
