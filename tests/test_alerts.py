@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -127,14 +128,19 @@ def test_secrets_never_reach_the_cli_output(tmp_path, smtp):
     path = write_rules(tmp_path, f'rules: [{{name: mail, urls: ["{smtp.url}"]}}]')
     env = {**os.environ, "DTMON_DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite'}",
            "COLUMNS": "200"}
-    for command in (["list"], ["test", "mail"]):
+    outputs = {}
+    for command in (["list"], ["list", "--json"], ["test", "mail"]):
         done = subprocess.run([sys.executable, "-m", "monitor", "alerts", *command,
                                "--alerts", str(path)], env=env, capture_output=True, text=True,
                               cwd=REPO_ROOT, timeout=60)
         assert done.returncode == 0, done.stderr
         assert SMTP_PASSWORD not in done.stdout + done.stderr
         assert "127.0.0.1" in done.stdout
+        outputs[" ".join(command)] = done.stdout
     assert len(smtp.wait_for(1)) == 1  # the test message went out, with the secret
+    [listed] = [json.loads(line) for line in outputs["list --json"].splitlines()]
+    assert listed["name"] == "mail" and listed["mode"] == "immediate"
+    assert len(listed["urls"]) == 1 and "****" in listed["urls"][0]
 
 
 # --- the outbox -----------------------------------------------------------------------------

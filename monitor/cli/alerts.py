@@ -41,10 +41,18 @@ def rules_or_exit(path: Path | None) -> AlertRules:
         fail(str(exc))
 
 
+JsonOption = Annotated[bool, typer.Option("--json", help="One JSON object per line.")]
+
+
 @app.command("list")
-def list_rules(alerts: AlertsOption = None) -> None:
+def list_rules(alerts: AlertsOption = None, as_json: JsonOption = False) -> None:
     """Show the rules: mode, filters and (masked) channel URLs."""
     rules = rules_or_exit(alerts)
+    if as_json:
+        for rule in rules.rules.values():
+            echo_json_line({**rule.model_dump(exclude={"urls"}),
+                            "urls": [rules.masked_url(url) for url in rule.urls]})
+        return
     if not rules:
         console.print(f"No alert rules in {rules.path}.")
         return
@@ -85,9 +93,7 @@ def test_rule(
 
 
 @app.command("pending")
-def pending(
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
-) -> None:
+def pending(as_json: JsonOption = False) -> None:
     """Alerts not delivered yet: rule, story, attempts, next attempt and last error."""
     with database_session() as session:
         rows = pending_rows(session)

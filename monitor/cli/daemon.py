@@ -87,8 +87,11 @@ def status(
     sources: SourcesOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Health of every source: last success, failures in a row, articles found, empty and
-    undated shares, and problems (failing, layout_drift, extraction_degraded)."""
+    """Health of every source, and its problems (failing, layout_drift, extraction_degraded).
+
+    Per source: last success, failures in a row, articles found in the last run, and the
+    shares of empty and undated article pages.
+    """
     try:
         registry = load_registry(extra=sources or [])
     except SourceConfigError as exc:
