@@ -5,7 +5,9 @@ different rotation of its paragraphs cut to 5,000 characters, with the article's
 The baseline, measured in the same run, is the naive design: one regular expression per
 configured phrase (word-bounded, case-insensitive) searched over the raw text, which also
 misses the other tone-mark spelling. Rates are in process CPU time, so other load on the machine
-does not distort them. ``DTMON_BENCH_TOPICS_ARTICLES`` sets the article count.
+does not distort them; each is the best of ``PASSES`` passes over the articles (as ``timeit``
+advises: the speed of these virtual machines drifts by up to half between seconds), the two
+scorers taking turns. ``DTMON_BENCH_TOPICS_ARTICLES`` sets the article count.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from pathlib import Path
 
 from monitor.topics import TopicModel, load_topics
 
-ARTICLES = int(os.environ.get("DTMON_BENCH_TOPICS_ARTICLES", "3000"))
+ARTICLES = int(os.environ.get("DTMON_BENCH_TOPICS_ARTICLES", "1000"))
+PASSES = 5
 BODY_CHARS = 5_000
 TARGET_PER_SECOND = 2_000
 DEV_SET = Path(__file__).resolve().parents[1] / "tests" / "data" / "topics_dev.jsonl"
@@ -63,9 +66,7 @@ def naive_scorer(model: TopicModel) -> Callable[[str, str], float]:
 
 
 def per_second(score: Callable[[str, str], object], articles: list[tuple[str, str]]) -> float:
-    """Articles scored per CPU second (one thread, after warming up on a few)."""
-    for title, text in articles[:20]:
-        score(title, text)
+    """Articles scored per CPU second in one pass (one thread)."""
     started = time.process_time()
     for title, text in articles:
         score(title, text)
@@ -76,11 +77,20 @@ def run() -> list[dict]:
     """Scoring throughput of the topic model next to the naive regex baseline."""
     model = load_topics()
     articles = corpus(ARTICLES)
-    ours = per_second(model.score, articles)
-    baseline = per_second(naive_scorer(model), articles)
+    # The baseline is ~50 times slower: a fifth of the articles gives its rate well enough.
+    scorers = {"ours": (model.score, articles),
+               "baseline": (naive_scorer(model), articles[: len(articles) // 5])}
+    for score, sample in scorers.values():  # warm up (caches, allocator)
+        per_second(score, sample[:20])
+    best = dict.fromkeys(scorers, 0.0)
+    for _ in range(PASSES):
+        for name, (score, sample) in scorers.items():
+            best[name] = max(best[name], per_second(score, sample))
+    ours, baseline = best["ours"], best["baseline"]
     return [
         {
-            "metric": f"topic scoring, {BODY_CHARS // 1000} kB bodies, one core",
+            "metric": f"topic scoring, {BODY_CHARS:,}-character bodies, one core "
+                      f"(best of {PASSES} passes)",
             "value": round(ours),
             "unit": "articles/s",
             "baseline": round(baseline),

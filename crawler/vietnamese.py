@@ -41,47 +41,101 @@ def normalize_text(text: str) -> str:
     return "\n".join(lines).strip()
 
 
-# Vietnamese has a few thousand syllables, so caching their keys makes keying a long text cheap
-# (a plain dict: its lookup costs half of an lru_cache call, and this is the hot loop).
-_KEY_CACHE: dict[str, str] = {}
-_KEY_CACHE_LIMIT = 200_000
+# Keys are plain ASCII where the text is Vietnamese: vowel marks are spelled as in Telex
+# (ă aw, â aa, ê ee, ô oo, ơ ow, ư uw, đ dd) and the tone becomes a digit after the syllable.
+# Matching then runs on ASCII strings, which Python's str and re handle several times faster.
+_VOWEL_MARKS = {"\u0306": "w", "\u031b": "w"}  # breve, horn; the circumflex doubles the vowel
+_CIRCUMFLEX = "\u0302"
+
+# Texts are keyed one whitespace-separated chunk at a time ("Số,", "(VNeID)", "hoá"), and the
+# key of each raw chunk is cached: Vietnamese has a few thousand syllables, so after a few
+# articles almost every chunk is a dict hit, and the hit path runs in C (``map`` over the cache's
+# ``__getitem__``, then ``str.join``): this is the hot loop of topic scoring and shingling.
+# A token never spans white space, so keying chunk by chunk gives the tokens of the whole text.
+_CACHE_LIMIT = 200_000
+_SENTENCE_ENDS = (".", "!", "?", "…")
+_LINE_END = "\n"  # a chunk that ``split()`` never yields: stands for the end of a line
+SENTENCE_MARK = "|"  # the token :func:`sentence_key` puts after each sentence; never in a key
 
 
-def _cached_key(syllable: str) -> str:
-    if len(_KEY_CACHE) >= _KEY_CACHE_LIMIT:
-        _KEY_CACHE.clear()
-    key = _KEY_CACHE[syllable] = _syllable_key(syllable)
-    return key
+def _chunk_key(chunk: str) -> str:
+    # Only NFC, eth and case matter here: spaces and punctuation never reach a token. \w on the
+    # NFC form covers precomposed Vietnamese letters, so a token never ends inside a letter:
+    # "số" is one token and never matches inside "sống".
+    folded = unicodedata.normalize("NFC", chunk).casefold().replace("ð", "đ")
+    return " ".join(_syllable_key(token) for token in _TOKEN.findall(folded))
 
 
 def _syllable_key(syllable: str) -> str:
     if syllable.isascii():
         return syllable
-    decomposed = unicodedata.normalize("NFD", syllable)
     tone = ""
-    kept = []
-    for char in decomposed:
+    kept: list[str] = []
+    for char in unicodedata.normalize("NFD", syllable.replace("đ", "dd")):
         if char in _TONE_DIGITS:
             tone = _TONE_DIGITS[char]
+        elif char == _CIRCUMFLEX and kept:
+            kept.append(kept[-1])
         else:
-            kept.append(char)
-    return unicodedata.normalize("NFC", "".join(kept)) + tone
+            kept.append(_VOWEL_MARKS.get(char, char))
+    return "".join(kept) + tone
 
 
-def match_tokens(text: str) -> list[str]:
-    """Split ``text`` into matching-key tokens (see :func:`match_key`)."""
-    # Only NFC, eth and case matter here: spaces and punctuation never reach a token.
-    folded = unicodedata.normalize("NFC", text).casefold().replace("ð", "đ")
-    # \w on the NFC form covers precomposed Vietnamese letters, so a token never ends
-    # inside a letter: "số" is one token and never matches inside "sống".
-    cached = _KEY_CACHE.get
-    return [cached(token) or _cached_key(token) for token in _TOKEN.findall(folded)]
+class _KeyCache(dict[str, str]):
+    """Chunk -> its key; with ``sentences``, a chunk that ends a sentence (and the line end)
+    also yields :data:`SENTENCE_MARK`."""
+
+    def __init__(self, sentences: bool) -> None:
+        super().__init__()
+        self.sentences = sentences
+
+    def key_of(self, chunks: list[str]) -> str:
+        """The keys of ``chunks``, in order, joined by single spaces."""
+        try:
+            return " ".join(filter(None, map(self.__getitem__, chunks)))
+        except KeyError:
+            if len(self) >= _CACHE_LIMIT:
+                self.clear()
+            for chunk in chunks:
+                if chunk not in self:
+                    self[chunk] = self._compute(chunk)
+            return " ".join(filter(None, map(self.__getitem__, chunks)))
+
+    def _compute(self, chunk: str) -> str:
+        if not self.sentences:
+            return _chunk_key(chunk)
+        if chunk == _LINE_END:
+            return SENTENCE_MARK
+        key = _chunk_key(chunk)
+        if chunk.endswith(_SENTENCE_ENDS):
+            return f"{key} {SENTENCE_MARK}" if key else SENTENCE_MARK
+        return key
+
+
+_PLAIN_KEYS = _KeyCache(sentences=False)
+_SENTENCE_KEYS = _KeyCache(sentences=True)
 
 
 def match_key(text: str) -> str:
     """Return the tone-convention-independent, case-folded key of ``text``.
 
-    Tokens are joined by single spaces; a syllable's tone becomes a digit after it
-    (``"Hoá"`` and ``"hóa"`` both give ``"hoa1"``; ``"hoàn"`` gives ``"hoan2"``).
+    Tokens are joined by single spaces; Vietnamese letters are spelled in ASCII as in Telex and
+    a syllable's tone becomes a digit after it (``"Hoá"`` and ``"hóa"`` both give ``"hoa1"``;
+    ``"hoàn"`` gives ``"hoan2"``, ``"số"`` ``"soo1"``, ``"Đề"`` ``"ddee2"``).
     """
-    return " ".join(match_tokens(text))
+    return _PLAIN_KEYS.key_of(text.split())
+
+
+def match_tokens(text: str) -> list[str]:
+    """Split ``text`` into matching-key tokens (the words of :func:`match_key`)."""
+    return match_key(text).split()
+
+
+def sentence_key(text: str) -> str:
+    """:func:`match_key` with :data:`SENTENCE_MARK` after each sentence: after a chunk ending
+    in ``. ! ? …`` and at the end of each line."""
+    chunks: list[str] = []
+    for line in text.splitlines():
+        chunks += line.split()
+        chunks.append(_LINE_END)
+    return _SENTENCE_KEYS.key_of(chunks)

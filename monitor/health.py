@@ -11,8 +11,8 @@ in their ``stats``), newest first, so it needs no table of its own:
   or undated, where earlier runs did better).
 
 :func:`check_run` compares a source's problems after a run with those before it and raises an
-operator alert for each new one (logged, and enqueued for the alert channels when
-``monitor.alerts`` provides ``raise_operator_alert``).
+operator alert for each new one (logged, and enqueued for the ``operator: true`` rules of the
+alerts file, which the alert dispatcher delivers).
 """
 
 from __future__ import annotations

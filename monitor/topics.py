@@ -1,17 +1,15 @@
 """Explainable topic scoring: is an article about digital transformation ("chuyển đổi số")?
 
 The model is ``config/topics.yaml`` (see its header for the formula): weighted terms, negative
-phrases, neutral phrases and a threshold. Phrases are matched on the keys of
-:func:`crawler.vietnamese.match_tokens` in one left-to-right pass over the tokens, walking a
-trie of phrase tokens and keeping the longest phrase found; so a longer phrase shadows the shorter
-ones inside it, and a phrase never matches inside a word. Only the title and the extracted body
-are scored.
+phrases, neutral phrases and a threshold. Phrases are matched on the key of the text
+(:func:`crawler.vietnamese.match_key`: case, tone-mark convention and Unicode form folded away)
+in one left-to-right pass of a single regular expression built as a trie of all phrases, which
+keeps the longest phrase found at each word; so a longer phrase shadows the shorter ones inside
+it, and a phrase never matches inside a word. Only the title and the extracted body are scored.
 """
 
 from __future__ import annotations
 
-import bisect
-import itertools
 import math
 import os
 import re
@@ -21,21 +19,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
 
+import ahocorasick_rs
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from sqlalchemy import Row, select, update
 from sqlalchemy.orm import Session
 
-from crawler.vietnamese import match_tokens
+from crawler.vietnamese import SENTENCE_MARK, match_key, match_tokens, sentence_key
 from storage.models import Article
 
 TOPICS_PATH_ENV = "DTMON_TOPICS"
 DEFAULT_TOPICS_PATH = Path(__file__).resolve().parents[1] / "config" / "topics.yaml"
 NEGATIVE_MARK = "-"  # prefix of a negative phrase in ``TopicResult.matched``
-_SO = match_tokens("số")[0]
-_END = ""  # trie key of a complete phrase; never a token
-_SENTENCE_MARK = "_"  # a token of its own that no phrase contains
-_SENTENCE_END = re.compile(r"[.!?…]\s|\n")  # cheap: punctuation never reaches a token
+_SO = match_key("số")
+_NUMBER_SENSE = "#"  # appended to the key of a "số" that means "number"
 _RESCORE_BATCH = 500
 
 Weight = Annotated[float, Field(gt=0)]
@@ -83,15 +80,16 @@ class TopicsConfig(BaseModel):
         ]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # each phrase is one object: identity hashing is cheap
 class _Phrase:
     text: str  # as configured, shown to users
-    tokens: tuple[str, ...]
+    key: str  # its match_key
     weight: float  # > 0 evidence for, < 0 evidence against, 0 neutral
+    label: str = field(init=False)  # as shown in ``TopicResult.matched``
 
-    @property
-    def label(self) -> str:
-        return NEGATIVE_MARK + self.text if self.weight < 0 else self.text
+    def __post_init__(self) -> None:
+        label = NEGATIVE_MARK + self.text if self.weight < 0 else self.text
+        object.__setattr__(self, "label", label)
 
 
 @dataclass
@@ -137,64 +135,56 @@ class TopicModel:
 
     def __init__(self, config: TopicsConfig) -> None:
         self.config = config
-        self._number_words = {match_tokens(w)[0] for w in config.number_sense_after_so}
-        phrases = [_Phrase(t, tuple(match_tokens(t)), w) for t, w in config.terms.items()]
-        phrases += [_Phrase(t, tuple(match_tokens(t)), -w) for t, w in config.negatives.items()]
-        phrases += [_Phrase(t, tuple(match_tokens(t)), 0.0) for t in config.neutral]
-        # A token trie: each node maps the next token to its child; _END marks a whole phrase.
-        self._trie: dict = {}
-        for phrase in phrases:
-            node = self._trie
-            for token in phrase.tokens:
-                node = node.setdefault(token, {})
-            node[_END] = phrase
+        number_words = [match_key(word) for word in config.number_sense_after_so]
+        # The literal comes first, so the engine skips ahead to each "số" (the lookbehind after
+        # it checks that it starts a word).
+        self._number_so = re.compile(
+            rf"{_SO}(?<![^ ]{_SO})(?= (?:\d+|{'|'.join(map(re.escape, number_words))})(?![^ ]))")
+        phrases = [_Phrase(t, self._key(t), w) for t, w in config.terms.items()]
+        phrases += [_Phrase(t, self._key(t), -w) for t, w in config.negatives.items()]
+        phrases += [_Phrase(t, self._key(t), 0.0) for t in config.neutral]
+        # One automaton finds every phrase and every sentence end, leftmost-longest and never
+        # overlapping. Each word is wrapped in spaces of its own ("  " between words), so a
+        # phrase only matches whole words and two adjacent phrases do not share a space.
+        self._found: list[_Phrase | None] = [*phrases, None]  # None: the sentence mark
+        self._automaton = ahocorasick_rs.AhoCorasick(
+            [_spaced(p.key) for p in phrases] + [_spaced(SENTENCE_MARK)],
+            matchkind=ahocorasick_rs.MATCHKIND_LEFTMOST_LONGEST)
 
-    def find(self, tokens: list[str]) -> Counter[_Phrase]:
-        """Count the configured phrases in ``tokens``, leftmost-longest, never overlapping."""
-        return Counter(phrase for _, phrase in self._matches(tokens))
+    def _key(self, text: str) -> str:
+        """The key phrases are found in: "số" followed by a number word reads "number" (``số
+        3``, ``số lượng``) and gets a key of its own, so a phrase ending in "số" never ends
+        there (while "Nghị quyết số 57", keyed the same way, still matches)."""
+        return self._number_so.sub(_SO + _NUMBER_SENSE, match_key(text))
 
-    def _matches(self, tokens: list[str]) -> Iterator[tuple[int, _Phrase]]:
-        """(start index, phrase) of each phrase found, left to right."""
-        root = self._trie
-        i, end = 0, len(tokens)
-        while i < end:
-            node = root.get(tokens[i])
-            longest: _Phrase | None = None
-            j = i + 1
-            while node is not None:
-                phrase = node.get(_END)
-                if phrase is not None and not self._number_sense(phrase, tokens, j):
-                    longest = phrase
-                node = node.get(tokens[j]) if j < end else None
-                j += 1
-            if longest is None:
-                i += 1
+    def _phrases_in(self, key: str) -> Iterator[tuple[int, _Phrase]]:
+        """(sentence index, phrase) of each phrase in a :meth:`_key` string, left to right."""
+        found = self._found
+        sentence = 0
+        for index, _, _ in self._automaton.find_matches_as_indexes(_spaced(key)):
+            phrase = found[index]
+            if phrase is None:
+                sentence += 1
             else:
-                yield i, longest
-                i += len(longest.tokens)
+                yield sentence, phrase
 
-    def _number_sense(self, phrase: _Phrase, tokens: list[str], after: int) -> bool:
-        """Whether the phrase's final "số" reads "number" because of the word after it."""
-        if phrase.tokens[-1] != _SO or after >= len(tokens):
-            return False
-        following = tokens[after]
-        return following.isdigit() or following in self._number_words
+    def find(self, text: str) -> Counter[_Phrase]:
+        """Count the configured phrases in ``text``, leftmost-longest, never overlapping."""
+        return Counter(phrase for _, phrase in self._phrases_in(self._key(text)))
 
     def score(self, title: str, text: str) -> TopicResult:
         """Score an article from its extracted title and body text."""
         cfg = self.config
-        title_found = self.find(match_tokens(title or ""))
-        # One tokenisation of the whole body, with a mark token where each sentence ends.
-        tokens = match_tokens(_SENTENCE_END.sub(f" {_SENTENCE_MARK} ", text or ""))
-        marks = [i for i, token in enumerate(tokens) if token == _SENTENCE_MARK]
-        bounds = [-1, *marks, len(tokens)]
-        sentences = sum(1 for start, stop in itertools.pairwise(bounds) if stop - start > 1)
+        title_found = self.find(title or "")
+        body = self._number_so.sub(_SO + _NUMBER_SENSE, sentence_key(text or ""))
+        parts = body.split(SENTENCE_MARK)  # an empty sentence is "" or " " between two marks
+        sentences = len(parts) - parts.count(" ") - parts.count("")
         body_found: Counter[_Phrase] = Counter()
         focused: set[int] = set()  # indexes of the sentences holding a focus term
-        for start, phrase in self._matches(tokens):
+        for sentence, phrase in self._phrases_in(body):
             body_found[phrase] += 1
             if phrase.weight >= cfg.focus_min_weight:
-                focused.add(bisect.bisect(marks, start))
+                focused.add(sentence)
         focus = len(focused)
         factor = min(1.0, focus / (sentences * cfg.focus_share)) ** 2 if sentences else 0.0
         title_points = {p.label: cfg.title_boost * p.weight for p in title_found if p.weight}
@@ -221,6 +211,11 @@ class TopicModel:
             focus_factor=factor,
             neutral=dict(neutral),
         )
+
+
+def _spaced(key: str) -> str:
+    """``key`` with every word wrapped in spaces of its own (the automaton's haystack)."""
+    return f" {key.replace(' ', '  ')} "
 
 
 def topics_path() -> Path:
