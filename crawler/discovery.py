@@ -37,10 +37,12 @@ _CATEGORY_WORDS = {
     "chuyen-muc", "danh-muc", "chuyen-de", "chu-de", "category", "categories", "tag", "tags",
     "topic", "topics", "tim-kiem", "search", "lien-he", "contact", "login", "dang-nhap",
     "dang-ky", "rss", "feed", "sitemap", "gioi-thieu", "so-do-site", "author", "tac-gia",
+    "listnews", "newslist", "danh-sach",
 }
-# Class/id words of page regions that hold navigation rather than the listing.
+# Class/id words of page regions that hold navigation rather than the listing ("menu" also in
+# the compounds old portals use: "leftmenu", "menutop"; not "ArticleInMenu", a listing).
 _CHROME_REGION = re.compile(
-    r"(?:^|[\s_-])(?:menu|menus|nav|navbar|navigation|sidebar|breadcrumbs?|pagination|pager|"
+    r"(?:^|[\s_-])(?:(?:left|right|top|main|sub|side)?menus?(?:top|bar|left|right)?|nav|navbar|navigation|sidebar|breadcrumbs?|pagination|pager|"
     r"paging|footer|header|topbar|top-bar|top-links|lienket|lien-ket|weblink|tinkhac|tin-khac|"
     r"tinlienquan|tin-lien-quan|related|other-news|most-read|docnhieu|doc-nhieu|xemnhieu|"
     r"xem-nhieu|social|share|sharing|toolbar)(?:$|[\s_-])",

@@ -36,7 +36,7 @@ _CODEC_ALIASES = {"windows-1258": "cp1258", "x-cp1258": "cp1258", "utf8": "utf-8
 # Class/id fragments of blocks that are never article body (matched on lower-cased class + id).
 _BOILERPLATE_CLASS = re.compile(
     r"related|relate-|other-?news|othernews|tin-?khac|tinkhac|tin-?lien-?quan|tinlienquan"
-    r"|tin-?moi|tin-?cung|cung-?chuyen-?muc|news-?other|more-?news|read-?more|xem-?them"
+    r"|tin-?moi|tin-?cung|cung-?chuyen-?muc|same-?cat|news-?other|more-?news|read-?more|xem-?them"
     r"|comment|binh-?luan|y-?kien|social|share|rating|poll|vote|danh-?gia"
     r"|counter|online|thong-?ke|thongke|statistic|lien-?ket|lienket|weblink"
     r"|breadcrumb|trending|tags?\b|tag-|keyword|tu-?khoa|print|toolbar|\btool\b|font-?size"
@@ -45,7 +45,9 @@ _BOILERPLATE_CLASS = re.compile(
 # Headings that open a block of links or widgets rather than article text.
 _BOILERPLATE_HEADING = re.compile(
     r"^\s*(tin khác|các tin khác|tin liên quan|bài viết liên quan|bài liên quan|tin cùng"
-    r"|tin mới|những tin|tin đã đưa|tin xem nhiều|đọc thêm|xem thêm|có thể bạn quan tâm"
+    r"|cùng chuyên mục|cùng chủ đề|bài viết khác|các bài khác|tin bài khác|tin tức khác"
+    r"|tin tức liên quan|tin mới|những tin|tin đã đưa|tin xem nhiều|tin đọc nhiều|đọc nhiều"
+    r"|xem nhiều|tin nổi bật|văn bản mới|đọc thêm|xem thêm|có thể bạn quan tâm"
     r"|bình luận|ý kiến bạn đọc|gửi ý kiến|liên kết website|thống kê truy cập"
     r"|đánh giá|bình chọn|thăm dò ý kiến|từ khóa|từ khoá|tags?)\b",
     re.I,
@@ -63,6 +65,19 @@ _LEAD_CLASS = re.compile(
     r"|excerpt|teaser|abstract|quote-?lead|\bdescription"
 )
 _TAG_CLASS = re.compile(r"tags?\b|tag-|keyword|tu-?khoa")
+# The visible headline of pages without <h1> or og:title (old ASP/ASP.NET portals).
+_TITLE_CLASS = re.compile(
+    r"(news|article|post|entry|detail|content|story)[-_]?(title|headline|name)"
+    r"|(title|headline)[-_]?(news|detail|article|post)|tieu-?de|\bheadline\b"
+)
+# A title's tail after " - " / " | " naming the site rather than the article.
+_TITLE_SEPARATOR = re.compile(r"\s+[|–—-]\s+|\s*::\s*")
+_SITE_NAME = re.compile(
+    r"^(cổng (thông tin|ttđt|tt)|trang (thông tin|tin|ttđt)|báo |tạp chí|đài |website|portal"
+    r"|[\w.-]+\.(vn|com|net|org)$)",
+    re.I,
+)
+_LOGO_CLASS = re.compile(r"logo|brand|banner|site-?name|header")
 _DATE_CLASS = re.compile(r"date|time|ngay|publish|post")
 _BYLINE_CLASS = re.compile(r"author|byline|tac-?gia|tacgia|writer|signature|\bsource|nguon")
 _RIGHT_ALIGNED = re.compile(r"text-align\s*:\s*right")
@@ -82,6 +97,8 @@ _NON_PERSON = re.compile(
     r"|thông tấn|ttxvn|tòa soạn|toà soạn|web|portal|admin|quản trị)",
     re.I,
 )
+_TRAILING_CREDIT = re.compile(r"^(.+?)\s*\(\s*(?:theo|nguồn\s*:?)\s+([^()]{2,50})\)$", re.I)
+_AGENCY_CODES = re.compile(r"^(?:TTXVN|VNA|VOV|VTV|VNS|AFP|AP|Reuters|Xinhua)(?:/[A-Z.]{2,8})*$")
 _ANONYMOUS = {"pv", "ctv", "btv", "bbt", "nhóm pv", "pv-ctv", "ptv"}
 
 # --- dates ------------------------------------------------------------------------------------
@@ -112,6 +129,8 @@ _DEFAULT_OFFSET = "+07:00"
 _DATE_LINE_MAX = 160
 _DATE_SCAN_LIMIT = 60
 
+_TITLE_REPEAT_LINES = 3
+_LAYOUT_CELL_CHARS = 300
 _WORD = re.compile(r"[^\W\d_]{2,}")
 _MIN_BODY_WORDS = 5
 _VIETNAMESE_LETTERS = re.compile(r"[ăâđêôơưạảấầẩẫậắằẳẵặẹẻẽếềểễệỉịọỏốồổỗộớờởỡợụủứừửữựỳỵỷỹ]")
@@ -201,6 +220,11 @@ def parse_credit(text: str) -> tuple[str | None, str | None]:
     text = normalize_text(text).strip(" .;")
     if not text or len(text) > 80 or "\n" in text:
         return None, None
+    if _AGENCY_CODES.match(text):  # "VNA/VNS", "TTXVN"
+        return None, text.split("/")[0]
+    if credited := _TRAILING_CREDIT.match(text):  # "Hoàng Lan (Theo Báo Cao Bằng)"
+        name, outlet = credited.group(1).strip(" .,-–"), credited.group(2).strip(" .")
+        return (name if is_person_name(name) else None), outlet
     for pattern in (_SOURCE_LINE, _THEO_LINE):
         match = pattern.match(text)
         if match and len(match.group(1)) <= 50:
@@ -251,7 +275,7 @@ def _parse(markup: str) -> etree._Element | None:
 def _extract(tree: etree._Element, url: str) -> Article:
     head = _HeadData(tree)
     page = _PageIndex(tree)
-    title = _title(tree, head)
+    title = _title(tree, head, page)
     title_node = _find_title_node(page, title)
     published = _published(tree, head, page, title_node)
     tags = _tags(page, head)
@@ -355,15 +379,49 @@ def _flatten_jsonld(data: object) -> Iterator[dict]:
 # --- title ------------------------------------------------------------------------------------
 
 
-def _title(tree: etree._Element, head: _HeadData) -> str:
-    candidates = [head.first("og:title", "twitter:title")]
-    candidates += [_text(h1) for h1 in tree.iter("h1")][:1]
+def _title(tree: etree._Element, head: _HeadData, page: _PageIndex) -> str:
+    """The headline: og:title, the first <h1> outside the site's header, the JSON-LD headline,
+    a headline-classed element, then <title>; a tail naming the site (" - Cổng thông tin điện
+    tử tỉnh X") is cut off."""
+    site = head.first("og:site_name")
     headline = head.jsonld_value("headline")
-    candidates.append(headline if isinstance(headline, str) else None)
     title_tag = next(tree.iter("title"), None)
-    if title_tag is not None:
-        candidates.append(re.split(r"\s+[|–-]\s+", _text(title_tag))[0])
-    return next((normalize_text(c) for c in candidates if c and c.strip()), "")
+    candidates = [
+        head.first("og:title", "twitter:title"),
+        next((_text(h1) for h1 in tree.iter("h1") if not _in_site_header(h1)), None),
+        headline if isinstance(headline, str) else None,
+        _headline_element_text(page),
+        _text(title_tag) if title_tag is not None else None,
+    ]
+    titles = [_without_site_name(normalize_text(c), site) for c in candidates if c and c.strip()]
+    site_key = (site or "").casefold()
+    return next((t for t in titles if t and t.casefold() != site_key), titles[0] if titles else "")
+
+
+def _without_site_name(title: str, site: str | None) -> str:
+    """``title`` without trailing parts that name the site."""
+    separators = list(_TITLE_SEPARATOR.finditer(title))
+    site_key = (site or "").casefold()
+    while separators:
+        tail = title[separators[-1].end():].strip()
+        if tail.casefold() != site_key and not _SITE_NAME.match(tail):
+            break
+        title = title[: separators.pop().start()]
+    return title.strip()
+
+
+def _in_site_header(node: etree._Element) -> bool:
+    """Whether ``node`` sits in the site's logo, banner or header (a site-name <h1>)."""
+    return any(n.tag == "header" or _LOGO_CLASS.search(_marks(n)) for n in _lineage(node))
+
+
+def _headline_element_text(page: _PageIndex) -> str | None:
+    """The text of the first headline-classed element that reads like a headline."""
+    for node in page.with_marks(_TITLE_CLASS):
+        text = _text(node)
+        if 10 <= len(text) <= 300 and _link_density(node) < 0.5 and not _in_site_header(node):
+            return text
+    return None
 
 
 def _find_title_node(page: _PageIndex, title: str) -> etree._Element | None:
@@ -568,7 +626,8 @@ def _prune(page: _PageIndex, credits: _Credits) -> None:
     doomed += [node for node, marks in page.marked if _is_boilerplate_block(node, marks)]
     doomed += [node for node in page.with_marks(_CAPTION_CLASS) if len(_text(node)) < 300]
     for node in root.iter("p", "div", "figure", "table", "center"):
-        if _is_image_block(node) or (_is_sign_off(node) and credits.take(_text(node))):
+        if (_is_image_block(node) or _is_caption_under_image(node)
+                or (_is_sign_off(node) and credits.take(_text(node)))):
             doomed.append(node)
     doomed += _headed_boilerplate(root)
     for node in doomed:
@@ -580,7 +639,9 @@ def _is_boilerplate_block(node: etree._Element, marks: str) -> bool:
     """A block whose class/id marks it as a widget (related news, share, poll, counter…)."""
     if node.tag in ("body", "html", "main", "article", "form"):
         return False
-    if not _BOILERPLATE_CLASS.search(marks) or _LEAD_CLASS.search(marks):
+    if not _BOILERPLATE_CLASS.search(marks):
+        return False
+    if _LEAD_CLASS.search(marks) and not _TAG_CLASS.search(marks):  # "tags-summary" is tags
         return False
     # A container holding the article itself is never dropped for a stray class word.
     return len(_text(node)) < 2000 or _link_density(node) > 0.5
@@ -589,6 +650,19 @@ def _is_boilerplate_block(node: etree._Element, marks: str) -> bool:
 def _is_image_block(node: etree._Element) -> bool:
     """An image with at most a caption's worth of text."""
     return node.find(".//img") is not None and len(_text(node)) < 250
+
+
+def _is_caption_under_image(node: etree._Element) -> bool:
+    """A short line all in italics right under an image block: the image's caption."""
+    previous = node.getprevious()
+    if previous is None or _text(previous):
+        return False
+    if previous.tag != "img" and previous.find(".//img") is None:
+        return False
+    children = [c for c in node if isinstance(c.tag, str)]
+    text = _text(node)
+    return (0 < len(text) < 250 and len(children) == 1 and children[0].tag in ("em", "i")
+            and _text(children[0]) == text)
 
 
 def _headed_boilerplate(root: etree._Element) -> list[etree._Element]:
@@ -622,15 +696,28 @@ def _heading_block(heading: etree._Element) -> etree._Element | None:
 
 
 def _unwrap_layout_tables(root: etree._Element) -> None:
-    """Tables used for page layout (cells holding paragraphs) become plain divs."""
+    """Tables used for page layout become plain divs, so that the extractor sees the page's
+    blocks rather than rows of cells. A layout table holds another table, a cell with a
+    paragraph's worth of text, or (at most four cells) cells holding paragraphs; a table of
+    figures does none of these."""
     for table in list(root.iter("table")):
-        cells = table.findall(".//td")
-        if not cells or table.find(".//table") is not None:
-            continue
-        holds_blocks = any(c.find("div") is not None or c.find("p") is not None for c in cells)
-        if holds_blocks and len(cells) <= 4:
-            for node in table.iter("table", "tbody", "thead", "tr", "td", "th"):
+        if _is_layout_table(table):
+            for node in table.iter("table", "tbody", "thead", "tfoot", "tr", "td", "th"):
                 node.tag = "div"
+
+
+def _is_layout_table(table: etree._Element) -> bool:
+    if table.tag != "table":  # already unwrapped with the table around it
+        return False
+    cells = table.findall(".//td")
+    if not cells:
+        return False
+    if table.find(".//table") is not None:
+        return True
+    if any(len(_text(cell)) > _LAYOUT_CELL_CHARS for cell in cells):
+        return True
+    holds_blocks = any(c.find("div") is not None or c.find("p") is not None for c in cells)
+    return holds_blocks and len(cells) <= 4
 
 
 def _drop(node: etree._Element) -> None:
@@ -652,8 +739,9 @@ def _drop(node: etree._Element) -> None:
 
 
 def _clean_lines(lines: list[str], title: str, credits: _Credits) -> list[str]:
-    if lines and title and lines[0].casefold() == title.casefold():
-        lines = lines[1:]
+    # The headline repeated at the top of the body (after a tag or date line, at times).
+    head = [line for line in lines[:_TITLE_REPEAT_LINES] if line.casefold() != title.casefold()]
+    lines = head + lines[_TITLE_REPEAT_LINES:]
     kept = [line for line in lines if not _is_noise_line(line)]
     while kept and credits.take(kept[-1]):
         kept.pop()
@@ -673,7 +761,7 @@ def _is_noise_line(line: str) -> bool:
 def _lead_texts(page: _PageIndex) -> list[str]:
     leads: list[str] = []
     for node in page.with_marks(_LEAD_CLASS):
-        if node.tag != "body":
+        if node.tag != "body" and not _TAG_CLASS.search(_marks(node)):
             text = _text(node)
             if 40 <= len(text) <= 1500 and not any(text in lead for lead in leads):
                 leads.append(text)

@@ -7,8 +7,6 @@ the multiset overlap with the gold body. Run with ``-s`` to see the per-page tab
 from __future__ import annotations
 
 import json
-import unicodedata
-from collections import Counter
 from dataclasses import dataclass
 from email.message import Message
 from pathlib import Path
@@ -16,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from crawler.extraction import Article, extract_article
+from tests.scoring import f1, precision_recall
 
 
 @dataclass(frozen=True)
@@ -42,24 +41,11 @@ class PageResult:
 
     @property
     def f1(self) -> float:
-        total = self.precision + self.recall
-        return 2 * self.precision * self.recall / total if total else 0.0
+        return f1(self.precision, self.recall)
 
     @property
     def boilerplate(self) -> list[str]:
         return [m for m in self.gold["boilerplate_markers"] if m in self.article.text]
-
-
-def _tokens(text: str) -> Counter[str]:
-    return Counter(unicodedata.normalize("NFC", text).lower().split())
-
-
-def _precision_recall(extracted: str, expected: str) -> tuple[float, float]:
-    got, want = _tokens(extracted), _tokens(expected)
-    overlap = sum((got & want).values())
-    precision = overlap / sum(got.values()) if got else 0.0
-    recall = overlap / sum(want.values()) if want else 0.0
-    return precision, recall
 
 
 def _charset(content_type: str) -> str | None:
@@ -78,7 +64,7 @@ def results(sites_dir: Path, gold: dict[str, dict]) -> list[PageResult]:
         body = (sites_dir / resource["file"]).read_bytes()
         charset = _charset(resource["headers"].get("Content-Type", ""))
         article = extract_article(body, expected["url"], encoding=charset)
-        precision, recall = _precision_recall(article.text, "\n".join(expected["body"]))
+        precision, recall = precision_recall(article.text, "\n".join(expected["body"]))
         page_text = body.decode(charset or "utf-8", "replace")
         pages.append(PageResult(key, expected, article, precision, recall, page_text))
     _print_table(pages)

@@ -26,6 +26,7 @@ storage pipeline sets from the database when the spider opens. Default: nothing 
 from __future__ import annotations
 
 import re
+import zlib
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -382,7 +383,7 @@ def read_sitemap(body: bytes, max_size: int = 0) -> tuple[str, list[dict[str, An
     if body.startswith(_GZIP_MAGIC):
         try:
             body = gunzip_capped(body, max_size)
-        except (OSError, EOFError, DecompressionTooLarge):
+        except (OSError, EOFError, zlib.error, DecompressionTooLarge):
             return None
     try:
         sitemap = Sitemap(body)
