@@ -10,8 +10,8 @@ storage (topic scoring and story assignment included):
 
 Throughput is articles stored per second of wall time from process start until the last
 article is in the database (process start-up included). Peak RSS is each crawler process's
-maximum resident set (``wait4``). The mirror is local, so politeness is off for the benchmark:
-see :data:`BENCH_SETTINGS`.
+maximum resident set (``VmHWM``, see bench/memory.py). The mirror is local, so politeness is
+off for the benchmark: see :data:`BENCH_SETTINGS`.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from pathlib import Path
 
 from sqlalchemy import func, select, text
 
+from bench.memory import hwm_mib
 from bench.synthetic import IndexedMirrorServer, SyntheticMirror, generate
 from crawler.distributed import clear_deployment, redis_url, seed_requests, worker_settings
 from monitor.crawling import CrawlOptions, spider_command
@@ -57,7 +58,7 @@ class CrawlFigures:
 
     seconds: float
     stored: int
-    peak_rss_mb: float
+    peak_rss_mib: float
 
     @property
     def per_second(self) -> float:
@@ -77,20 +78,19 @@ def run_crawlers(commands: Sequence[list[str]], database_url: str, expected: int
         process = subprocess.Popen(command, cwd=logs, env=env, stdout=log,
                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         running[process.pid] = process
-    peak_kb, done_at, stored = 0, None, 0
+    peak_mib, done_at, stored = 0.0, None, 0
     while running:
-        for pid in list(running):
-            finished, _, usage = os.wait4(pid, os.WNOHANG)
-            if finished:
-                running.pop(pid).returncode = 0  # reaped here, not by Popen
-                peak_kb = max(peak_kb, usage.ru_maxrss)
+        for pid, process in list(running.items()):
+            peak_mib = max(peak_mib, hwm_mib(pid) or 0.0)
+            if process.poll() is not None:
+                del running[pid]
         stored = _count_articles(engine)
         if done_at is None and stored >= expected:
             done_at = time.monotonic()
         time.sleep(_POLL_SECONDS)
     engine.dispose()
     seconds = (done_at or time.monotonic()) - started
-    return CrawlFigures(seconds, stored, peak_kb / 1024)
+    return CrawlFigures(seconds, stored, peak_mib)
 
 
 def _count_articles(engine) -> int:
@@ -194,7 +194,7 @@ def _throughput(metric: str, figures: CrawlFigures, target: str | None = None) -
 
 
 def _rss(metric: str, figures: CrawlFigures) -> dict:
-    return {"metric": metric, "value": round(figures.peak_rss_mb), "unit": "MB",
+    return {"metric": metric, "value": round(figures.peak_rss_mib), "unit": "MiB",
             "target": "≤ 500"}
 
 

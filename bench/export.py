@@ -3,7 +3,7 @@
 A SQLite database of ``DTMON_BENCH_EXPORT_ROWS`` articles (default 1,000,000, 10,000 with
 ``--quick``; ~800-character Vietnamese bodies, two URLs each, 50 sources) is built once in a
 temporary folder. Each export runs `dtmon export` in a fresh child process and reads that
-child's peak resident set size from ``wait4``; the small export selects the newest tenth with
+child's peak resident set size (bench/memory.py); the small export selects the newest tenth with
 ``--since``. Flat memory means the peak at the full size stays the same as at a tenth of it
 (ratio ~1), whatever the row count.
 """
@@ -21,6 +21,7 @@ from pathlib import Path
 
 from sqlalchemy import insert
 
+from bench.memory import wait_with_peak
 from storage.db import init_db, make_engine, session_factory, session_scope
 from storage.models import Article, ArticleUrl, Source
 
@@ -85,15 +86,15 @@ def export_in_child(url: str, export_format: str, since: str, output: Path) -> d
          "--output", str(output)],
         env={**os.environ, "DTMON_DATABASE_URL": url}, stderr=subprocess.PIPE, text=True,
     )
-    _, status, usage = os.wait4(child.pid, 0)
+    peak_mib = wait_with_peak(child)
     seconds = time.perf_counter() - started
     message = child.stderr.read()
-    if os.waitstatus_to_exitcode(status) != 0:
+    if child.returncode != 0:
         raise RuntimeError(f"dtmon export failed: {message}")
     return {
         "rows": int(message.split()[0]),
         "seconds": seconds,
-        "peak_rss_mib": usage.ru_maxrss / 1024,  # kilobytes on Linux
+        "peak_rss_mib": peak_mib,
         "file_mib": output.stat().st_size / 2**20,
     }
 
