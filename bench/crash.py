@@ -3,6 +3,8 @@ restart it, and compare the final database with the one of an uninterrupted craw
 
     .venv/bin/python -m bench.crash [--iterations 20] [--seed N] [--mirror ../shared/sites]
 
+(``python -m bench`` runs it too: 20 runs, 3 with ``--quick``.)
+
 The random point is "after the N-th request the mirror answered, plus 0-50 ms", so kills land
 everywhere from start-up to the last commit. Compared: every article's (url, title, text hash,
 topic result, URLs), the story grouping (as sets of article URLs), fingerprint and outbox rows.
@@ -155,6 +157,50 @@ def killed_then_restarted(sites: Path, workdir: Path, name: str, after: int,
     return database_state(url), kill.fired.is_set()
 
 
+@dataclass(frozen=True)
+class CrashReport:
+    """What :func:`kill_runs` found."""
+
+    iterations: int
+    matched: int  # runs whose final database equals the uninterrupted crawl's
+    killed: int  # runs killed before the crawl finished by itself
+
+
+def kill_runs(mirror: Path, iterations: int, seed: int, say=print) -> CrashReport:
+    """``iterations`` kill -9 runs at random points, each compared with an uninterrupted crawl."""
+    rng = random.Random(seed)
+    with tempfile.TemporaryDirectory(prefix="dtmon-crash-") as tmp:
+        workdir = Path(tmp)
+        reference, requests = uninterrupted(mirror, workdir)
+        say(f"seed {seed}; uninterrupted crawl: {len(reference.articles)} articles, "
+            f"{len(reference.stories)} stories, {requests} requests")
+        matched = killed = 0
+        for run in range(iterations):
+            after, delay = rng.randint(1, requests), rng.uniform(0, 0.05)
+            state, fired = killed_then_restarted(mirror, workdir, f"run{run}", after, delay)
+            differences = state.differences(reference)
+            matched += not differences
+            killed += fired
+            verdict = "match" if not differences else "DIFFERENT: " + "; ".join(differences)
+            say(f"run {run + 1:2d}: kill -9 after request {after:3d} + {delay * 1000:4.1f} ms"
+                f" ({'killed' if fired else 'finished first'}): {verdict}")
+    return CrashReport(iterations, matched, killed)
+
+
+def run() -> list[dict]:
+    """The bench rows (see bench/__init__.py): 20 kill -9 runs (3 with ``--quick``)."""
+    iterations = 3 if os.environ.get("DTMON_BENCH_QUICK") == "1" else 20
+    report = kill_runs(DEFAULT_MIRROR_PATH, iterations, random.randrange(1 << 30),
+                       say=lambda line: None)
+    return [
+        {"metric": "kill -9 at a random point, then restart: final database equal to an "
+                   "uninterrupted crawl's", "value": report.matched,
+         "unit": f"of {report.iterations} runs", "target": f"{report.iterations}"},
+        {"metric": "runs killed mid-crawl (the others finished first)", "value": report.killed,
+         "unit": "runs"},
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--iterations", type=int, default=20)
@@ -162,25 +208,10 @@ def main() -> None:
     parser.add_argument("--mirror", type=Path, default=DEFAULT_MIRROR_PATH)
     args = parser.parse_args()
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
-    rng = random.Random(seed)
-    with tempfile.TemporaryDirectory(prefix="dtmon-crash-") as tmp:
-        workdir = Path(tmp)
-        reference, requests = uninterrupted(args.mirror, workdir)
-        print(f"seed {seed}; uninterrupted crawl: {len(reference.articles)} articles, "
-              f"{len(reference.stories)} stories, {requests} requests")
-        matched = killed = 0
-        for run in range(args.iterations):
-            after, delay = rng.randint(1, requests), rng.uniform(0, 0.05)
-            state, fired = killed_then_restarted(args.mirror, workdir, f"run{run}", after, delay)
-            differences = state.differences(reference)
-            matched += not differences
-            killed += fired
-            verdict = "match" if not differences else "DIFFERENT: " + "; ".join(differences)
-            print(f"run {run + 1:2d}: kill -9 after request {after:3d} + {delay * 1000:4.1f} ms"
-                  f" ({'killed' if fired else 'finished first'}): {verdict}")
-    print(f"{matched}/{args.iterations} runs matched the uninterrupted database "
-          f"({killed} were killed mid-crawl)")
-    sys.exit(0 if matched == args.iterations else 1)
+    report = kill_runs(args.mirror, args.iterations, seed)
+    print(f"{report.matched}/{report.iterations} runs matched the uninterrupted database "
+          f"({report.killed} were killed mid-crawl)")
+    sys.exit(0 if report.matched == report.iterations else 1)
 
 
 if __name__ == "__main__":
