@@ -264,7 +264,7 @@ def _near_match(session: Session, article: Article, fingerprint: Fingerprint) ->
         select(Article.id, Article.story_id, Article.text)
         .where(Article.id.in_(ids), Article.story_id.is_not(None))
     )
-    return best_match(fingerprint, rows.tuples())
+    return best_match(fingerprint, rows)
 
 
 def _refresh_representative(session: Session, story: Story, article: Article) -> None:
