@@ -236,6 +236,16 @@ def test_explain_reads_stdin() -> None:
     assert done.stdout.startswith("not relevant")
 
 
+def test_explain_json_gives_each_terms_contribution() -> None:
+    text = "Tỉnh triển khai chuyển đổi số. Người dân dùng VNeID. Chuyển đổi số ở xã."
+    done = invoke("explain", "--json", "--title", "Chuyển đổi số", stdin=text)
+    assert done.exit_code == 0, done.output
+    verdict = json.loads(done.stdout)
+    assert verdict["relevant"] is True and verdict["matched"]["chuyển đổi số"] == 3
+    assert verdict["body_points"]["VNeID"]["count"] == 1
+    assert verdict["title_points"]["chuyển đổi số"] == 7.5
+
+
 # --- rescore ----------------------------------------------------------------------------------
 
 

@@ -94,10 +94,22 @@ def score(topics: TopicsOption = None) -> None:
 def explain(
     title: Annotated[str, typer.Option("--title", help="The article's title.")] = "",
     topics: TopicsOption = None,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="One JSON object: verdict, score, and each term's contribution.")] = False,
 ) -> None:
     """Explain the verdict on the article text read from stdin."""
     result = _model(topics).score(title, sys.stdin.read())
-    typer.echo(result.explain())
+    if not as_json:
+        typer.echo(result.explain())
+        return
+    typer.echo(json.dumps({
+        "relevant": result.relevant, "score": result.score, "threshold": result.threshold,
+        "matched": result.matched, "title_points": result.title_points,
+        "body_points": {term: {"count": n, "points": round(points, 4)}
+                        for term, (n, points) in result.body_points.items()},
+        "sentences": result.sentences, "focus_sentences": result.focus_sentences,
+        "focus_factor": round(result.focus_factor, 4),
+    }, ensure_ascii=False))
 
 
 @app.command("eval")
