@@ -31,7 +31,8 @@ DEV_SET = Path(__file__).resolve().parents[1] / "tests" / "data" / "topics_dev.j
 
 
 def story(number: int, sentences: list[str], rng: random.Random) -> ArticleData:
-    """A relevant article unlike every other one (a new story each time)."""
+    """An article about digital transformation (mostly: its sentences are drawn at random) unlike
+    every other one (a new story each time)."""
     body = rng.sample(sentences, 12)
     text = f"Chuyển đổi số ở xã {number}: " + " ".join(body) + f" Mã tin {number}."
     url = f"https://bench.example.vn/tin/{number}"
@@ -39,8 +40,9 @@ def story(number: int, sentences: list[str], rng: random.Random) -> ArticleData:
                        title=f"Chuyển đổi số tại xã số {number}", text=text)
 
 
-def measure(database_url: str, stories: int) -> list[float]:
-    """Commit-to-arrival latencies (seconds) of ``stories`` new stories."""
+def measure(database_url: str, stories: int) -> tuple[list[float], int]:
+    """Commit-to-arrival latencies (seconds) of the relevant ones of ``stories`` new stories,
+    and how many were relevant (each must arrive once)."""
     rows = [json.loads(line) for line in DEV_SET.read_text("utf-8").splitlines() if line]
     sentences = [s.strip() + "." for r in rows for s in r["text"].split(". ") if len(s) > 40]
     rng = random.Random(6)
@@ -59,26 +61,29 @@ def measure(database_url: str, stories: int) -> list[float]:
         for number in range(stories):
             with session_scope(sessions) as session:
                 result = ingest_article(session, story(number, sentences, rng), topics, rules)
-            committed[f"dtmon:all:story:{result.story_id}"] = time.monotonic()
+            if result.relevant:  # a story of random sentences may read as a crime report
+                committed[f"dtmon:all:story:{result.story_id}"] = time.monotonic()
             time.sleep(rng.uniform(0, 2 * POLL_SECONDS))
         arrivals = receiver.wait_for(len(committed), timeout=60)
     finally:
         running.stop()
         receiver.stop()
         engine.dispose()
-    return [a.at - committed[a.key] for a in arrivals if a.key in committed]
+    return [a.at - committed[a.key] for a in arrivals if a.key in committed], len(committed)
 
 
 def run() -> list[dict]:
     """p50/p99 of commit-to-delivery latency with the daemon's dispatcher."""
     url = os.environ.get("DTMON_BENCH_DATABASE_URL")
     with tempfile.TemporaryDirectory() as folder:
-        latencies = sorted(measure(url or f"sqlite:///{Path(folder) / 'bench.db'}", STORIES))
+        latencies, expected = measure(url or f"sqlite:///{Path(folder) / 'bench.db'}", STORIES)
+    latencies.sort()
     backend = "PostgreSQL" if url and url.startswith("postgres") else "SQLite"
     p99 = latencies[min(len(latencies) - 1, round(0.99 * (len(latencies) - 1)))]
     label = f"alert latency commit→webhook, {backend}, poll {POLL_SECONDS} s"
     return [
-        {"metric": f"{label}, delivered", "value": len(latencies), "unit": f"of {STORIES}"},
+        {"metric": f"{label}, delivered", "value": len(latencies),
+         "unit": f"of {expected} relevant stories"},
         {"metric": f"{label}, p50", "value": round(statistics.median(latencies), 3),
          "unit": "s", "target": TARGET_SECONDS},
         {"metric": f"{label}, p99", "value": round(p99, 3), "unit": "s",
