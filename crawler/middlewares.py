@@ -14,13 +14,16 @@ from scrapy.http import Response, TextResponse
 logger = logging.getLogger(__name__)
 
 # Titles of challenge pages (Cloudflare, Sucuri, Incapsula, DDoS-Guard, generic captchas).
+# News headlines use the same words ("xác minh thông tin dân cư", "kiểm tra an ninh mạng"):
+# only the challenge phrasings count, and only in a title as short as a challenge page's.
 _CHALLENGE_TITLE = re.compile(
     r"attention required|just a moment|checking your browser|please wait\b|one more step|"
     r"security check|ddos protection|ddos-guard|access denied|are you a robot|"
     r"verify you are (a )?human|human verification|pardon our interruption|captcha|"
-    r"kiểm tra trình duyệt|xác minh",
+    r"kiểm tra trình duyệt|xác minh (bảo mật|bạn|rằng bạn)|chờ một chút",
     re.I,
 )
+_CHALLENGE_TITLE_CHARS = 60
 # Markup only challenge pages carry.
 _CHALLENGE_MARKUP = re.compile(
     r"cf-browser-verification|cf_chl_|/cdn-cgi/challenge-platform|challenge-form|"
@@ -72,7 +75,7 @@ def detect_interstitial(html: str | bytes) -> str | None:
         junk.drop_tree()
     text_chars = len("".join(tree.text_content().split()))
     if text_chars <= _CHALLENGE_TEXT_CHARS:
-        if _CHALLENGE_TITLE.search(title):
+        if len(title) <= _CHALLENGE_TITLE_CHARS and _CHALLENGE_TITLE.search(title):
             return f"challenge page titled {title!r}"
         if match := _CHALLENGE_MARKUP.search(html):
             return f"challenge markup {match.group(0)!r}"

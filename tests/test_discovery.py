@@ -177,6 +177,22 @@ def test_interstitials_are_detected(page: str) -> None:
     assert detect_interstitial(page) is not None
 
 
+SHORT_ARTICLE = """<html><head><title>{title}</title></head><body><h1>{title}</h1>
+<p>Công an tỉnh đã xác minh, làm sạch dữ liệu dân cư cho 9.233 trường hợp đối tượng bảo trợ xã
+hội để chi trả trợ cấp không dùng tiền mặt.</p></body></html>"""
+
+
+@pytest.mark.parametrize("title", [
+    "Xác minh thông tin 9.233 trường hợp trong Cơ sở dữ liệu quốc gia về dân cư",
+    "Trong triển khai, xác minh thông tin, chi trả an sinh xã hội qua tài khoản - Cổng thông tin "
+    "điện tử tỉnh Đồng Nai",
+    "Xác minh danh tính",
+    "Access denied: tin tặc tấn công cổng thông tin của tỉnh bị chặn đứng như thế nào",
+])
+def test_short_articles_with_challenge_words_in_the_headline_are_kept(title: str) -> None:
+    assert detect_interstitial(SHORT_ARTICLE.format(title=title)) is None
+
+
 def test_real_pages_are_not_interstitials(sites_dir: Path) -> None:
     assert detect_interstitial(ARTICLE_WITH_WIDGETS) is None
     assert detect_interstitial("") is None
