@@ -39,8 +39,10 @@ def canonical_url(
     url: str, registry: Registry | None = None, page_canonical: str | None = None
 ) -> str:
     """The canonical form of ``url``; ``page_canonical`` (the page's rel=canonical, possibly
-    relative) wins when it points inside the same source. ``registry`` defaults to the default
-    registry. Never raises: a string that is not an absolute http(s) URL comes back stripped."""
+    relative) wins when it points inside the same source, except to the site's root from a
+    deeper page (templates that declare the home page on every page). ``registry`` defaults
+    to the default registry. Never raises: a string that is not an absolute http(s) URL comes
+    back stripped."""
     text = url.strip() if isinstance(url, str) else ""
     try:
         registry = _registry(registry)
@@ -48,7 +50,8 @@ def canonical_url(
         if page_canonical and _is_web_url(text):
             declared = urljoin(text, page_canonical.strip())
             candidate, candidate_source = _canonical(declared, registry)
-            if _is_web_url(candidate) and _same_site(result, source, candidate, candidate_source):
+            if (_is_web_url(candidate) and _same_site(result, source, candidate, candidate_source)
+                    and not (is_site_root(candidate) and not is_site_root(result))):
                 result = candidate
         return result
     except ValueError:  # malformed netloc/port/IDNA (UnicodeError is a ValueError)
@@ -69,6 +72,12 @@ def url_key(url: str, registry: Registry | None = None) -> str:
         return urlunsplit(parts._replace(path=path, query=query))
     except ValueError:
         return text
+
+
+def is_site_root(url: str) -> bool:
+    """Whether ``url`` is a site's home page (no path beyond ``/``, no query)."""
+    parts = urlsplit(url)
+    return parts.path in ("", "/") and not parts.query
 
 
 def is_tracking_param(name: str) -> bool:

@@ -134,6 +134,61 @@ def test_selected_sources_and_reported_errors(mirror: MirrorServer, tmp_path: Pa
     assert "unused.example.vn" not in log
 
 
+# A portal whose template declares the home page canonical on every page, and which answers
+# a removed article with its home page.
+PORTAL = "https://portal.example.vn"
+PAGE = """<html><head><title>Cổng thông tin</title><link rel="canonical" href="{root}/"></head>
+<body><div class="menu"><a href="/">Trang chủ</a></div>{body}</body></html>"""
+HOME_BODY = "".join(
+    f'<div class="news-item"><h3><a href="/tin-tuc/bai-viet-c10000{n}.html">Tỉnh triển khai '
+    f"nhiệm vụ chuyển đổi số số {n} năm 2025</a></h3><p>Tóm tắt tin {n} về chính quyền số và "
+    f"dịch vụ công trực tuyến.</p></div>" for n in (1, 2, 3))
+LISTING_BODY = HOME_BODY.replace("Tóm tắt tin", "Tin vắn")  # the same links, other text
+
+
+def _article_body(number: int) -> str:
+    paragraphs = "".join(f"<p>Đoạn {k} của bài {number}: Ủy ban nhân dân tỉnh chỉ đạo các sở, "
+                         f"ngành đẩy mạnh chuyển đổi số, hoàn thiện dữ liệu dân cư và nâng tỷ lệ "
+                         f"hồ sơ trực tuyến toàn trình trong quý {k}.</p>" for k in range(1, 6))
+    return (f"<article><h1>Tỉnh triển khai nhiệm vụ chuyển đổi số số {number} năm 2025</h1>"
+            f"<p class='date'>Ngày 0{number}/03/2025</p>{paragraphs}</article>")
+
+
+def write_site(root: Path) -> Path:
+    """A mirror folder of PORTAL: home page, a listing, articles 1 and 2, and article 3
+    answered with the home page."""
+    pages = {"/": HOME_BODY, "/tin-tuc/": LISTING_BODY,
+             "/tin-tuc/bai-viet-c100001.html": _article_body(1),
+             "/tin-tuc/bai-viet-c100002.html": _article_body(2),
+             "/tin-tuc/bai-viet-c100003.html": HOME_BODY}
+    resources = []
+    for number, (path, body) in enumerate(pages.items()):
+        file = root / "portal" / f"{number}.html"
+        file.parent.mkdir(parents=True, exist_ok=True)
+        file.write_text(PAGE.format(root=PORTAL, body=body), "utf-8")
+        resources.append({"url": PORTAL + path, "method": "GET", "snapshots": ["t1"],
+                          "status": 200, "file": f"portal/{number}.html",
+                          "headers": {"Content-Type": "text/html; charset=utf-8"}})
+    (root / "manifest.json").write_text(json.dumps({"snapshots": ["t1"],
+                                                    "resources": resources}), "utf-8")
+    return root
+
+
+@pytest.mark.parametrize(("listing", "reason"), [
+    ("/", "same text as a listing page of this source"),
+    ("/tin-tuc/", "home page (same text as portal's home page)"),
+])
+def test_a_template_canonical_to_the_home_page_loses_no_article(
+        listing: str, reason: str, tmp_path: Path) -> None:
+    registry = write_registry(tmp_path / "portal.yaml", [
+        {"name": "portal", "start_urls": [PORTAL + listing]}])
+    with MirrorServer(write_site(tmp_path / "site"), snapshot="t1") as site:
+        items, log = crawl(site, tmp_path, registry=registry)
+    assert sorted(item["url"] for item in items) == [
+        f"{PORTAL}/tin-tuc/bai-viet-c100001.html", f"{PORTAL}/tin-tuc/bai-viet-c100002.html"]
+    assert f"not stored, {reason}: {PORTAL}/tin-tuc/bai-viet-c100003.html" in log
+
+
 # ---------------------------------------------------------------------------- sitemap parsing
 
 XXE_SITEMAP = b"""<?xml version="1.0"?>

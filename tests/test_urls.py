@@ -48,6 +48,14 @@ def test_page_canonical_outside_the_source_is_ignored(registry: Registry):
     assert canonical_url(url, registry, page_canonical="javascript:void(0)") == url
 
 
+def test_a_template_canonical_to_the_home_page_is_ignored(registry: Registry):
+    url = "https://hagiang.gov.vn/vi/tin-tuc-su-kien/a-1.html"
+    assert canonical_url(url, registry, page_canonical="https://hagiang.gov.vn/") == url
+    assert canonical_url(url, registry, page_canonical="/") == url
+    assert canonical_url("https://www.hagiang.gov.vn", registry,
+                         page_canonical="/") == "https://hagiang.gov.vn/"
+
+
 def test_path_case_matters_on_case_sensitive_sources(registry: Registry):
     assert url_key("https://vov.vn/Kinh-Te/a-post1.vov", registry) != url_key(
         "https://vov.vn/kinh-te/a-post1.vov", registry)

@@ -46,6 +46,7 @@ from crawler.items import ArticleItem
 from crawler.middlewares import InterstitialPage
 from crawler.safety import (
     DecompressionTooLarge,
+    declares_home_canonical,
     gunzip_capped,
     not_an_article_reason,
     text_digest,
@@ -87,6 +88,8 @@ class NewsSpider(scrapy.Spider):
         self._yielded_keys: set[str] = set()
         self._visited_listings: set[tuple] = set()
         self._listing_digests: dict[str, set[str]] = {s.name: set() for s in self.selected}
+        self._home_digests: dict[str, str | None] = {}  # None: no usable home page text
+        self._awaiting_home: dict[str, list[tuple[ArticleItem, str | None]]] = {}
 
     # ------------------------------------------------------------------ start
 
@@ -248,7 +251,7 @@ class NewsSpider(scrapy.Spider):
             self._count(source, "articles_requested")
             yield self._request(source, link, self.parse_article, dtmon_link=link)
 
-    def parse_article(self, response: Response) -> Iterator[ArticleItem]:
+    def parse_article(self, response: Response) -> Iterator[ArticleItem | Request]:
         """An article page → one ArticleItem (empty extractions are reported, not yielded)."""
         source = self._fetched(response)
         if not isinstance(response, TextResponse):
@@ -268,10 +271,7 @@ class NewsSpider(scrapy.Spider):
             self._count(source, "duplicates")
             return
         self._yielded_keys.add(key)
-        self._count(source, "articles_found")
-        if not article.published:
-            self._count(source, "no_date")
-        yield ArticleItem(
+        item = ArticleItem(
             source=source.name,
             province=source.province,
             url=url,
@@ -288,6 +288,54 @@ class NewsSpider(scrapy.Spider):
             etag=_header(response, "ETag"),
             last_modified=_header(response, "Last-Modified"),
         )
+        if home := declares_home_canonical(response.url, article.canonical_url):
+            yield from self._unless_home_page(source, home, item, response.meta.get("dtmon_link"))
+        else:
+            yield self._found(source, item)
+
+    def _found(self, source: Source, item: ArticleItem) -> ArticleItem:
+        self._count(source, "articles_found")
+        if not item["published"]:
+            self._count(source, "no_date")
+        return item
+
+    # ------------------------------------------------------------------ the home-page check
+
+    def _unless_home_page(self, source: Source, home: str, item: ArticleItem,
+                          link: str | None) -> Iterator[ArticleItem | Request]:
+        """Yield ``item`` unless its text is the home page's (a removed article answered with
+        the home page); the home page is fetched once per source when first needed."""
+        pending = self._awaiting_home.setdefault(source.name, [])
+        pending.append((item, link))
+        if source.name in self._home_digests:
+            yield from self._settle_home_check(source)
+        elif len(pending) == 1:
+            yield Request(home, callback=self.parse_home, errback=self.on_home_error,
+                          dont_filter=True, priority=10, meta={"dtmon_source": source.name})
+
+    def parse_home(self, response: Response) -> Iterator[ArticleItem]:
+        """The home page of a source whose articles declare it canonical: keep its text digest."""
+        source = self._fetched(response)
+        text = extract_article(response.body, response.url, encoding=_http_charset(response)).text
+        self._home_digests[source.name] = text_digest(text) if text.strip() else None
+        yield from self._settle_home_check(source)
+
+    def on_home_error(self, failure: Failure) -> Iterator[ArticleItem]:
+        """The home page could not be read: the articles waiting for it are kept."""
+        source = self.registry.get(failure.request.meta["dtmon_source"])
+        self.logger.warning("[%s] home page %s not read (%s): articles declaring it canonical "
+                            "are kept", source.name, failure.request.url, failure.value)
+        self._home_digests[source.name] = None
+        yield from self._settle_home_check(source)
+
+    def _settle_home_check(self, source: Source) -> Iterator[ArticleItem]:
+        home = self._home_digests[source.name]
+        for item, link in self._awaiting_home.pop(source.name, []):
+            if home is not None and text_digest(item["text"]) == home:
+                self._error(source, f"not stored, home page (same text as {source.name}'s home "
+                                    f"page): {link}")
+            else:
+                yield self._found(source, item)
 
     def _remember_listing(self, source: Source, response: Response) -> None:
         """Keep a listing page's text digest: an "article" with the same text is not one."""
