@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from crawler.via import parse_via
@@ -19,7 +20,7 @@ from storage import repository
 from storage.db import DATABASE_URL_ENV, session_scope
 from storage.models import CrawlRun, CrawlRunSource
 
-LOG_DIR = Path("data") / "logs"
+LOG_DIR_ENV = "DTMON_LOG_DIR"
 _POLL_SECONDS = 0.5
 # How long a crawl asked to stop (SIGTERM: Scrapy closes cleanly) may take before it is killed.
 STOP_BOUND_SECONDS = 15.0
@@ -65,6 +66,17 @@ def spider_command(options: CrawlOptions, run_id: int, database_url: str) -> lis
     return command
 
 
+def log_dir(database_url: str) -> Path:
+    """Where the crawl logs of ``database_url`` go (run numbers are per database):
+    ``$DTMON_LOG_DIR``, else ``logs/`` beside a SQLite file, else ``data/logs/<database>``."""
+    if configured := os.environ.get(LOG_DIR_ENV):
+        return Path(configured)
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        return Path(url.database).parent / "logs"
+    return Path("data") / "logs" / (url.database or url.get_backend_name())
+
+
 def run_crawl(
     options: CrawlOptions,
     sessions: sessionmaker[Session],
@@ -86,8 +98,9 @@ def run_crawl(
         run_id = repository.start_run(session, options.trigger).id
         for name in options.sources:
             repository.source_stats(session, run_id, name)
-    LOG_DIR.mkdir(parents=True, exist_ok=True)
-    log_path = LOG_DIR / f"run-{run_id}.log"
+    logs = log_dir(database_url)
+    logs.mkdir(parents=True, exist_ok=True)
+    log_path = logs / f"run-{run_id}.log"
     # The database URL goes through the environment: on the command line its password would
     # show in `ps`.
     env = {**os.environ, "SCRAPY_SETTINGS_MODULE": "crawler.settings",

@@ -1,5 +1,11 @@
 """Shared pytest configuration: fixtures live in tests/fixtures/, one module per concern."""
 
+import os
+
+import pytest
+
+from monitor.crawling import LOG_DIR_ENV
+
 pytest_plugins = [
     "tests.fixtures.shared_data",
     "tests.fixtures.database",
@@ -7,3 +13,9 @@ pytest_plugins = [
     "tests.fixtures.crawled",
     "tests.fixtures.receivers",
 ]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def crawl_logs_outside_the_repository(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Test crawls log to a temporary folder, never into the repository's data/logs."""
+    os.environ.setdefault(LOG_DIR_ENV, str(tmp_path_factory.mktemp("crawl-logs")))

@@ -22,7 +22,7 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import selectinload
 
-from monitor.crawling import CrawlOptions, run_crawl
+from monitor.crawling import LOG_DIR_ENV, CrawlOptions, log_dir, run_crawl
 from monitor.daemon import DaemonAlreadyRunning, Lease
 from monitor.mirror import MirrorServer
 from storage.db import init_db, make_engine, session_factory
@@ -191,6 +191,16 @@ def test_a_crawl_past_its_limit_is_stopped_and_recorded(tmp_path: Path,
         assert run.status == "failed" and run.finished_at is not None
         assert [row.source_name for row in run.sources] == ["hue"]
     engine.dispose()
+
+
+def test_crawl_logs_of_one_database_never_overwrite_another_s(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(LOG_DIR_ENV, raising=False)
+    assert log_dir("sqlite:///./data/dtmon.db") == Path("data/logs")
+    assert log_dir(f"sqlite:///{tmp_path / 'a.db'}") == tmp_path / "logs"
+    assert log_dir("postgresql+psycopg://u:secret@db/dtmon") == Path("data/logs/dtmon")
+    monkeypatch.setenv(LOG_DIR_ENV, str(tmp_path / "elsewhere"))
+    assert log_dir("sqlite:///./data/dtmon.db") == tmp_path / "elsewhere"
 
 
 def test_the_daemon_delivers_each_new_relevant_story_once(

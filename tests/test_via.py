@@ -34,6 +34,7 @@ def crawl(tmp_path: Path, requests: list[dict[str, Any]], via: str) -> tuple[lis
         "-a", f"requests={json.dumps(requests)}", "-o", f"{out}:jsonlines",
         "-s", f"DTMON_VIA={via}", "-s", "DOWNLOAD_DELAY=0", "-s", "AUTOTHROTTLE_ENABLED=False",
         "-s", "TELNETCONSOLE_ENABLED=False",
+        "-s", f"DTMON_DATABASE_URL=sqlite:///{tmp_path / 'dtmon.db'}",  # not the user's
     ]
     done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
     items = [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []

@@ -58,7 +58,8 @@ def crawl(
     """Crawl the registry's sources now and store every new article once.
 
     Shows live per-source progress, then a summary: pages fetched, articles new and already
-    seen, errors. The spider's full log is kept under data/logs/. Then the alerts of the new
+    seen, errors. The spider's full log is kept beside the database (data/logs/ by default,
+    or $DTMON_LOG_DIR). Then the alerts of the new
     stories are delivered (see `dtmon alerts`).
     """
     registry = _load_registry(sources or [])
