@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 from crawler.extraction import extract_article
 from crawler.safety import refused_host, retry_after_seconds, xml_entity_refusal
 from monitor.cli import app
+from monitor.crawling import LOG_DIR_ENV
 from monitor.faults import FaultSpecError, load_fault_plan, parse_rule
 from monitor.mirror import MirrorServer, load_manifest
 from storage.db import make_engine, session_factory
@@ -241,13 +242,14 @@ def test_database_credentials_never_reach_the_output_or_the_logs(
         postgres_url: str, sites_dir: Path, tmp_path: Path) -> None:
     password = "s3cret-Pa55"  # the local test server trusts everyone: any password works
     url = make_url(postgres_url).set(password=password).render_as_string(hide_password=False)
-    env = {**os.environ, "DTMON_DATABASE_URL": url, "COLUMNS": "160"}
+    env = {**os.environ, "DTMON_DATABASE_URL": url, "COLUMNS": "160",
+           LOG_DIR_ENV: str(tmp_path / "logs")}
     with MirrorServer(sites_dir, snapshot="t1") as mirror:
         done = subprocess.run([sys.executable, "-m", "monitor", "crawl", "--via", mirror.url,
                                "--source", "dongnai"], cwd=tmp_path, env=env,
                               capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
-    logs = "".join(p.read_text("utf-8") for p in (tmp_path / "data" / "logs").glob("*.log"))
+    logs = "".join(p.read_text("utf-8") for p in (tmp_path / "logs").glob("*.log"))
     assert "stored article" in logs
     assert password not in done.stdout + done.stderr + logs
 
