@@ -21,7 +21,7 @@ import logging
 from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlsplit
 from xml.etree.ElementTree import ParseError
 
 from defusedxml import DefusedXmlException
@@ -35,7 +35,7 @@ from scrapy.settings import BaseSettings
 from scrapy.utils.gz import gunzip
 
 from crawler.sources import bare_host
-from crawler.urls import is_site_root
+from crawler.urls import declared_home, is_site_root
 
 logger = logging.getLogger(__name__)
 
@@ -186,29 +186,17 @@ def not_an_article_reason(final_url: str, page_canonical: str | None,
     ``listing_digests`` are the text digests of the listing pages read in this crawl.
     A page declaring the site root as its canonical is not judged here: many templates declare
     it on every page, so only a comparison with the home page's text tells (see
-    :func:`declares_home_canonical`).
+    :func:`crawler.urls.declared_home`).
     """
     if is_site_root(final_url):
         return f"home page (ended at {final_url})"
-    declared = None if declares_home_canonical(final_url, page_canonical) else page_canonical
+    declared = None if declared_home(final_url, page_canonical) else page_canonical
     for what, url in (("ended at", final_url), ("declares canonical", declared)):
         if url and is_listing(url):
             return f"listing page ({what} {url})"
     if text_digest in listing_digests:
         return "same text as a listing page of this source"
     return None
-
-
-def declares_home_canonical(final_url: str, page_canonical: str | None) -> str | None:
-    """The site root, when a page below it declares the root as its rel=canonical, else None.
-
-    That is what a home page served in place of a removed article says, and also what a
-    template that puts the home page's canonical on every page says.
-    """
-    if not page_canonical or is_site_root(final_url):
-        return None
-    declared = urljoin(final_url, page_canonical.strip())
-    return declared if is_site_root(declared) else None
 
 
 def text_digest(text: str) -> str:

@@ -51,7 +51,7 @@ def canonical_url(
             declared = urljoin(text, page_canonical.strip())
             candidate, candidate_source = _canonical(declared, registry)
             if (_is_web_url(candidate) and _same_site(result, source, candidate, candidate_source)
-                    and not (is_site_root(candidate) and not is_site_root(result))):
+                    and not _names_only_the_home(result, candidate)):
                 result = candidate
         return result
     except ValueError:  # malformed netloc/port/IDNA (UnicodeError is a ValueError)
@@ -78,6 +78,25 @@ def is_site_root(url: str) -> bool:
     """Whether ``url`` is a site's home page (no path beyond ``/``, no query)."""
     parts = urlsplit(url)
     return parts.path in ("", "/") and not parts.query
+
+
+def declared_home(url: str, page_canonical: str | None) -> str | None:
+    """The site's root, when ``url``, a page below it, declares the root as its rel=canonical;
+    else None. Templates that put the home page's canonical on every page say that, and so
+    does a home page served in place of a removed article: it names no article either way."""
+    text = url.strip() if isinstance(url, str) else ""
+    if not page_canonical or not _is_web_url(text):
+        return None
+    try:
+        page, _ = _canonical(text, None)
+        declared, _ = _canonical(urljoin(text, page_canonical.strip()), None)
+    except ValueError:
+        return None
+    return declared if _names_only_the_home(page, declared) else None
+
+
+def _names_only_the_home(page: str, declared: str) -> bool:
+    return is_site_root(declared) and not is_site_root(page)
 
 
 def is_tracking_param(name: str) -> bool:

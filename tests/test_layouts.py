@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from crawler.discovery import find_article_links, find_next_page
-from crawler.extraction import extract_article
+from crawler.extraction import decode_html, extract_article
 from tests.scoring import f1, precision_recall
 
 LAYOUTS = Path(__file__).parent / "data" / "layouts"
@@ -56,8 +56,7 @@ def test_articles_score_well_on_average() -> None:
 @pytest.mark.parametrize("gold_path", LISTINGS, ids=lambda p: p.stem)
 def test_listing_links_and_next_page(gold_path: Path) -> None:
     gold, html = _page(gold_path)
-    encoding = gold["encoding"] or "utf-8"
-    page = html.decode("cp1258" if encoding == "windows-1258" else encoding)
+    page = decode_html(html, gold["encoding"])
     host = gold["url"].split("/")[2]
     found = find_article_links(page, gold["url"], {host})
     assert set(gold["main_list_links"]) <= set(found)

@@ -46,14 +46,13 @@ from crawler.items import ArticleItem
 from crawler.middlewares import InterstitialPage
 from crawler.safety import (
     DecompressionTooLarge,
-    declares_home_canonical,
     gunzip_capped,
     not_an_article_reason,
     text_digest,
     xml_entity_refusal,
 )
 from crawler.sources import Listing, Registry, Source, bare_host, load_registry
-from crawler.urls import canonical_url, url_key
+from crawler.urls import canonical_url, declared_home, url_key
 
 KnownUrlKeys = Callable[[str], bool]
 
@@ -89,7 +88,8 @@ class NewsSpider(scrapy.Spider):
         self._visited_listings: set[tuple] = set()
         self._listing_digests: dict[str, set[str]] = {s.name: set() for s in self.selected}
         self._home_digests: dict[str, str | None] = {}  # None: no usable home page text
-        self._awaiting_home: dict[str, list[tuple[ArticleItem, str | None]]] = {}
+        # Articles (with their text digest and link) waiting for their source's home page.
+        self._awaiting_home: dict[str, list[tuple[ArticleItem, str, str | None]]] = {}
 
     # ------------------------------------------------------------------ start
 
@@ -261,7 +261,8 @@ class NewsSpider(scrapy.Spider):
         if article.is_empty:
             self._empty(source, response.url, "no article text extracted")
             return
-        if reason := self._not_an_article(source, response, article.canonical_url, article.text):
+        digest = text_digest(article.text)
+        if reason := self._not_an_article(source, response, article.canonical_url, digest):
             self._error(source, f"not stored, {reason}: {response.meta.get('dtmon_link')}")
             return
         url = canonical_url(response.url, self.registry, page_canonical=article.canonical_url)
@@ -288,8 +289,9 @@ class NewsSpider(scrapy.Spider):
             etag=_header(response, "ETag"),
             last_modified=_header(response, "Last-Modified"),
         )
-        if home := declares_home_canonical(response.url, article.canonical_url):
-            yield from self._unless_home_page(source, home, item, response.meta.get("dtmon_link"))
+        if home := declared_home(response.url, article.canonical_url):
+            yield from self._unless_home_page(source, home, item, digest,
+                                              response.meta.get("dtmon_link"))
         else:
             yield self._found(source, item)
 
@@ -301,12 +303,12 @@ class NewsSpider(scrapy.Spider):
 
     # ------------------------------------------------------------------ the home-page check
 
-    def _unless_home_page(self, source: Source, home: str, item: ArticleItem,
+    def _unless_home_page(self, source: Source, home: str, item: ArticleItem, digest: str,
                           link: str | None) -> Iterator[ArticleItem | Request]:
         """Yield ``item`` unless its text is the home page's (a removed article answered with
         the home page); the home page is fetched once per source when first needed."""
         pending = self._awaiting_home.setdefault(source.name, [])
-        pending.append((item, link))
+        pending.append((item, digest, link))
         if source.name in self._home_digests:
             yield from self._settle_home_check(source)
         elif len(pending) == 1:
@@ -316,8 +318,7 @@ class NewsSpider(scrapy.Spider):
     def parse_home(self, response: Response) -> Iterator[ArticleItem]:
         """The home page of a source whose articles declare it canonical: keep its text digest."""
         source = self._fetched(response)
-        text = extract_article(response.body, response.url, encoding=_http_charset(response)).text
-        self._home_digests[source.name] = text_digest(text) if text.strip() else None
+        self._home_digests[source.name] = _page_digest(response)
         yield from self._settle_home_check(source)
 
     def on_home_error(self, failure: Failure) -> Iterator[ArticleItem]:
@@ -330,8 +331,8 @@ class NewsSpider(scrapy.Spider):
 
     def _settle_home_check(self, source: Source) -> Iterator[ArticleItem]:
         home = self._home_digests[source.name]
-        for item, link in self._awaiting_home.pop(source.name, []):
-            if home is not None and text_digest(item["text"]) == home:
+        for item, digest, link in self._awaiting_home.pop(source.name, []):
+            if home is not None and digest == home:
                 self._error(source, f"not stored, home page (same text as {source.name}'s home "
                                     f"page): {link}")
             else:
@@ -339,17 +340,16 @@ class NewsSpider(scrapy.Spider):
 
     def _remember_listing(self, source: Source, response: Response) -> None:
         """Keep a listing page's text digest: an "article" with the same text is not one."""
-        text = extract_article(response.body, response.url, encoding=_http_charset(response)).text
-        if text.strip():
-            self._listing_digests[source.name].add(text_digest(text))
+        if digest := _page_digest(response):
+            self._listing_digests[source.name].add(digest)
 
     def _not_an_article(self, source: Source, response: Response, page_canonical: str | None,
-                        text: str) -> str | None:
+                        digest: str) -> str | None:
         listings = {url_key(url, self.registry) for url in
                     (*source.feeds, *source.sitemaps, *(li.url for li in source.listings))}
         return not_an_article_reason(
             response.url, page_canonical, lambda url: url_key(url, self.registry) in listings,
-            text_digest(text), self._listing_digests.get(source.name, set()))
+            digest, self._listing_digests.get(source.name, set()))
 
     # ------------------------------------------------------------------ errors and bookkeeping
 
@@ -451,6 +451,12 @@ def newest_first(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return entry.get("lastmod") or "", numbers
 
     return sorted(entries, key=recency, reverse=True)
+
+
+def _page_digest(response: Response) -> str | None:
+    """The text digest of a page's extracted text, None when it has no text."""
+    text = extract_article(response.body, response.url, encoding=_http_charset(response)).text
+    return text_digest(text) if text.strip() else None
 
 
 def _http_charset(response: Response) -> str | None:
