@@ -1,7 +1,8 @@
 """The whole chain through the CLI: `dtmon crawl --via` over the offline mirror at t1 and t2.
 
 Stored articles must be exactly the gold ones of each moment, once each under their canonical
-URL, with every alternate URL resolved to that one row, and re-crawling adds nothing.
+URL, with every alternate URL resolved to that one row, and re-crawling adds nothing. The
+module runs once on SQLite and once on PostgreSQL (``module_database_url``).
 """
 
 from __future__ import annotations
@@ -34,9 +35,8 @@ class Crawl:
 class DtmonCli:
     """Runs `dtmon` commands against one database and one mirror server."""
 
-    def __init__(self, database: Path, workdir: Path, mirror: MirrorServer) -> None:
-        self.env = {**os.environ, "DTMON_DATABASE_URL": f"sqlite:///{database}",
-                    "COLUMNS": "160"}
+    def __init__(self, database_url: str, workdir: Path, mirror: MirrorServer) -> None:
+        self.env = {**os.environ, "DTMON_DATABASE_URL": database_url, "COLUMNS": "160"}
         self.workdir = workdir
         self.mirror = mirror
 
@@ -56,14 +56,14 @@ class DtmonCli:
 
 
 @pytest.fixture(scope="module")
-def crawls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    """Crawl at t1, then t2, then t2 again, into one fresh SQLite database."""
+def crawls(module_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    """Crawl at t1, then t2, then t2 again, into one fresh database of each backend."""
     sites = REPO_ROOT.parent / "shared" / "sites"
     if not (sites / "manifest.json").exists():
         pytest.skip(f"offline mirror not found at {sites}")
     workdir = tmp_path_factory.mktemp("e2e")
     with MirrorServer(sites, snapshot="t1") as mirror:
-        cli = DtmonCli(workdir / "dtmon.db", workdir, mirror)
+        cli = DtmonCli(module_database_url, workdir, mirror)
         results = {"t1": cli.crawl()}
         mirror.set_snapshot("t2")
         results["t2"] = cli.crawl()

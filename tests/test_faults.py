@@ -3,7 +3,8 @@ clean crawl that heals everything.
 
 Each fault sits on its own URL (see FAULTS), so one faulty crawl shows them all: the crawl
 completes, each fault that loses a page is reported under its source in the run record,
-nothing partial or bogus is stored, and the next clean crawl stores exactly the gold set.
+nothing partial or bogus is stored, and the next clean crawl stores exactly the gold set. The
+two crawls run once on SQLite and once on PostgreSQL (``module_database_url``).
 """
 
 from __future__ import annotations
@@ -84,10 +85,9 @@ class Crawl:
     sources: dict[str, CrawlRunSource]
 
 
-def scrapy_crawl(mirror: MirrorServer, workdir: Path, run: str) -> Crawl:
-    """``scrapy crawl news`` of the mirrored sources through ``mirror`` into workdir's database,
-    with short time-outs and back-off so that the faults cost seconds."""
-    database = f"sqlite:///{workdir / 'dtmon.db'}"
+def scrapy_crawl(mirror: MirrorServer, database: str, workdir: Path, run: str) -> Crawl:
+    """``scrapy crawl news`` of the mirrored sources through ``mirror`` into ``database``
+    (logging into workdir), with short time-outs and back-off so that the faults cost seconds."""
     log = workdir / f"{run}.log"
     settings = {"DTMON_VIA": mirror.url, "DTMON_DATABASE_URL": database, "LOG_FILE": str(log),
                 "AUTOTHROTTLE_ENABLED": "False", "DOWNLOAD_DELAY": "0", "DOWNLOAD_TIMEOUT": "1",
@@ -109,15 +109,16 @@ def scrapy_crawl(mirror: MirrorServer, workdir: Path, run: str) -> Crawl:
 
 
 @pytest.fixture(scope="module")
-def crawls(sites_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    """A faulty crawl at t1, then a clean one, into one database."""
+def crawls(module_database_url: str, sites_dir: Path,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    """A faulty crawl at t1, then a clean one, into one fresh database of each backend."""
     workdir = tmp_path_factory.mktemp("faults")
     plan = load_fault_plan(f"{pattern}={faults}" for pattern, faults in FAULTS.items())
     with MirrorServer(sites_dir, snapshot="t1", faults=plan) as mirror:
-        faulty = scrapy_crawl(mirror, workdir, "faulty")
+        faulty = scrapy_crawl(mirror, module_database_url, workdir, "faulty")
         requests = list(mirror.requests)
     with MirrorServer(sites_dir, snapshot="t1") as mirror:
-        clean = scrapy_crawl(mirror, workdir, "clean")
+        clean = scrapy_crawl(mirror, module_database_url, workdir, "clean")
     yield {"faulty": faulty, "clean": clean, "requests": requests}
 
 

@@ -2,7 +2,8 @@
 
 The second crawl must not request any stored article, must get 304 for the feeds, sitemaps
 and listing pages that did not change, must fetch exactly the five new articles, and its run
-record must say so. Crawls run as `dtmon crawl` does: a child process, a real SQLite file.
+record must say so. Crawls run as `dtmon crawl` does: a child process, a real database; the
+module runs once on SQLite and once on PostgreSQL (``module_database_url``).
 """
 
 from __future__ import annotations
@@ -42,10 +43,10 @@ class Crawl:
 
 
 class Crawler:
-    """Crawls the mirror into one SQLite database, one child process per crawl."""
+    """Crawls the mirror into one database, one child process per crawl."""
 
-    def __init__(self, folder: Path, mirror: MirrorServer) -> None:
-        self.url = f"sqlite:///{folder / 'dtmon.db'}"
+    def __init__(self, url: str, mirror: MirrorServer) -> None:
+        self.url = url
         self.engine = make_engine(self.url)
         init_db(self.engine)
         self.sessions: sessionmaker[Session] = session_factory(self.engine)
@@ -62,10 +63,10 @@ class Crawler:
 
 
 @pytest.fixture(scope="module")
-def crawls(tmp_path_factory: pytest.TempPathFactory, sites_dir: Path) -> Iterator[dict]:
-    """t1, then t2, then t2 again, into one database."""
+def crawls(module_database_url: str, sites_dir: Path) -> Iterator[dict]:
+    """t1, then t2, then t2 again, into one fresh database of each backend."""
     with MirrorServer(sites_dir, snapshot="t1") as mirror:
-        crawler = Crawler(tmp_path_factory.mktemp("incremental"), mirror)
+        crawler = Crawler(module_database_url, mirror)
         results = {"t1": crawler.crawl()}
         mirror.set_snapshot("t2")
         results["t2"] = crawler.crawl()

@@ -1,6 +1,9 @@
 """The ``news`` spider end to end: real ``scrapy crawl`` runs against the offline mirror.
 
-Each crawl runs in a subprocess (the Twisted reactor cannot be restarted inside pytest).
+Each crawl runs in a subprocess (the Twisted reactor cannot be restarted inside pytest), into
+a fresh database of each backend (``database_url``: every crawl test runs on SQLite and on
+PostgreSQL; together they take about 25 s per backend). The sitemap parsing tests store
+nothing and run once.
 """
 
 from __future__ import annotations
@@ -28,16 +31,17 @@ EXPORTED = "source,province,url,urls,title,text,published,fetched_at"
 pytestmark = pytest.mark.slow
 
 
-def crawl(mirror: MirrorServer, workdir: Path, *args: str, registry: Path | None = None,
-          run: str = "run") -> tuple[list[dict], str]:
-    """Run ``scrapy crawl news`` through ``mirror`` into ``workdir``'s own SQLite database
-    (optionally with another main registry file); return the items stored and the log."""
+def crawl(mirror: MirrorServer, workdir: Path, database: str, *args: str,
+          registry: Path | None = None, run: str = "run") -> tuple[list[dict], str]:
+    """Run ``scrapy crawl news`` through ``mirror`` into ``database``, with its output files in
+    ``workdir`` (optionally with another main registry file); return the items stored and the
+    log."""
     items, log = workdir / f"{run}.jsonl", workdir / f"{run}.log"
     command = [
         sys.executable, "-m", "scrapy", "crawl", "news", "-O", str(items),
         "-s", f"DTMON_VIA={mirror.url}", "-s", "AUTOTHROTTLE_ENABLED=False",
         "-s", "DOWNLOAD_DELAY=0", "-s", f"FEED_EXPORT_FIELDS={EXPORTED}",
-        "-s", f"DTMON_DATABASE_URL=sqlite:///{workdir / 'dtmon.db'}",
+        "-s", f"DTMON_DATABASE_URL={database}",
         "-s", f"LOG_FILE={log}", *args,
     ]
     env = {**os.environ, **({"DTMON_SOURCES": str(registry)} if registry else {})}
@@ -61,8 +65,8 @@ def _gold_at(gold: dict[str, dict], snapshot: str) -> dict[str, dict]:
 
 
 def test_t1_crawl_yields_each_gold_article_once_under_real_urls(
-        mirror: MirrorServer, gold: dict[str, dict], tmp_path: Path) -> None:
-    items, log = crawl(mirror, tmp_path)
+        mirror: MirrorServer, gold: dict[str, dict], tmp_path: Path, database_url: str) -> None:
+    items, log = crawl(mirror, tmp_path, database_url)
     expected = _gold_at(gold, "t1")
     counts = Counter(item["url"] for item in items)
     assert set(counts) == set(expected)
@@ -82,12 +86,12 @@ def test_t1_crawl_yields_each_gold_article_once_under_real_urls(
 
 def test_t2_crawl_after_t1_fetches_and_yields_only_the_new_articles(
         mirror_factory: Callable[..., MirrorServer], gold: dict[str, dict],
-        tmp_path: Path) -> None:
+        tmp_path: Path, database_url: str) -> None:
     mirror = mirror_factory("t1")
-    crawl(mirror, tmp_path, run="t1")
+    crawl(mirror, tmp_path, database_url, run="t1")
     mirror.set_snapshot("t2")
     mirror.clear_log()
-    items, log = crawl(mirror, tmp_path, run="t2")
+    items, log = crawl(mirror, tmp_path, database_url, run="t2")
     assert sorted(item["url"] for item in items) == sorted(_gold_at(gold, "t2"))
     # Stored articles are not even requested again (the storage pipeline's known_url_keys).
     fetched = {url_key(record.url) for record in mirror.requests}
@@ -97,7 +101,7 @@ def test_t2_crawl_after_t1_fetches_and_yields_only_the_new_articles(
 
 
 def test_generic_mode_finds_the_articles_from_start_urls_alone(
-        mirror: MirrorServer, gold: dict[str, dict], tmp_path: Path) -> None:
+        mirror: MirrorServer, gold: dict[str, dict], tmp_path: Path, database_url: str) -> None:
     generic = [
         {"name": "hue", "start_urls": ["https://hue.gov.vn/vi-vn/Tin-tuc-su-kien/Chuyen-doi-so"],
          "allowed_domains": ["hue.gov.vn", "thuathienhue.gov.vn"]},
@@ -105,7 +109,8 @@ def test_generic_mode_finds_the_articles_from_start_urls_alone(
         {"name": "quangninh",
          "start_urls": ["https://www.quangninh.gov.vn/Trang/TinTuc.aspx?cm=chuyen-doi-so"]},
     ]
-    items, _ = crawl(mirror, tmp_path, registry=write_registry(tmp_path / "g.yaml", generic))
+    items, _ = crawl(mirror, tmp_path, database_url,
+                     registry=write_registry(tmp_path / "g.yaml", generic))
     hosts = ("https://hue.gov.vn/", "https://vov.vn/", "https://www.quangninh.gov.vn/")
     expected = {url for url in _gold_at(gold, "t1") if url.startswith(hosts)}
     urls = [item["url"] for item in items]
@@ -115,7 +120,8 @@ def test_generic_mode_finds_the_articles_from_start_urls_alone(
     assert {item["province"] for item in items} == {"Huế", None, "Quảng Ninh"}
 
 
-def test_selected_sources_and_reported_errors(mirror: MirrorServer, tmp_path: Path) -> None:
+def test_selected_sources_and_reported_errors(
+        mirror: MirrorServer, tmp_path: Path, database_url: str) -> None:
     registry = write_registry(tmp_path / "registry.yaml", [
         {"name": "dongnai", "feeds": ["https://dongnai.gov.vn/vi/news/rss/"]},
         {"name": "vov", "feeds": ["https://vov.vn/chuyen-doi-so"]},  # HTML, not a feed
@@ -125,7 +131,7 @@ def test_selected_sources_and_reported_errors(mirror: MirrorServer, tmp_path: Pa
         {"name": "gone", "start_urls": ["https://gone.example.vn/tin-tuc"]},
         {"name": "unused", "start_urls": ["https://unused.example.vn/"]},
     ]}), "utf-8")
-    items, log = crawl(mirror, tmp_path, "-a", "sources=dongnai,gone,vov",
+    items, log = crawl(mirror, tmp_path, database_url, "-a", "sources=dongnai,gone,vov",
                        "-a", f"sources_file={extra}", registry=registry)
     assert [item["source"] for item in items] == ["dongnai"]
     assert "[gone] HTTP 404 at https://gone.example.vn/tin-tuc" in log
@@ -179,11 +185,11 @@ def write_site(root: Path) -> Path:
     ("/tin-tuc/", "home page (same text as portal's home page)"),
 ])
 def test_a_template_canonical_to_the_home_page_loses_no_article(
-        listing: str, reason: str, tmp_path: Path) -> None:
+        listing: str, reason: str, tmp_path: Path, database_url: str) -> None:
     registry = write_registry(tmp_path / "portal.yaml", [
         {"name": "portal", "start_urls": [PORTAL + listing]}])
     with MirrorServer(write_site(tmp_path / "site"), snapshot="t1") as site:
-        items, log = crawl(site, tmp_path, registry=registry)
+        items, log = crawl(site, tmp_path, database_url, registry=registry)
     assert sorted(item["url"] for item in items) == [
         f"{PORTAL}/tin-tuc/bai-viet-c100001.html", f"{PORTAL}/tin-tuc/bai-viet-c100002.html"]
     assert f"not stored, {reason}: {PORTAL}/tin-tuc/bai-viet-c100003.html" in log
