@@ -25,9 +25,10 @@ from storage.db import StorageError, init_db, make_engine, session_factory, sess
 
 logger = logging.getLogger(__name__)
 
-# Counters the spider keeps in the crawler stats (``dtmon/<source>/<name>``) that have their
-# own column in the run record; all of them are also copied into its ``stats`` JSON.
-_COLUMN_COUNTERS = ("pages_fetched", "not_modified", "errors")
+# Counters the spider and this pipeline keep in the crawler stats (``dtmon/<source>/<name>``)
+# that have their own column in the run record; all of them are also copied into its ``stats``
+# JSON, every _FLUSH_SECONDS and when the crawl ends.
+_COLUMN_COUNTERS = ("pages_fetched", "not_modified", "articles_new", "articles_seen", "errors")
 _FLUSH_SECONDS = 1.0
 
 
@@ -82,14 +83,11 @@ class StoragePipeline:
         try:
             with session_scope(self.sessions) as session:
                 result = ingest_article(session, data, self.topics, self.alerts)
-                stats = repository.source_stats(session, self._run(), data.source_name)
-                if result.created:
-                    stats.articles_new += 1
-                else:
-                    stats.articles_seen += 1
         except StorageError as exc:
             self._stop_crawl(f"cannot store {data.url}: {exc}")
             raise DropItem(str(exc)) from exc
+        counter = "articles_new" if result.created else "articles_seen"
+        self.crawler.stats.inc_value(f"dtmon/{data.source_name}/{counter}")
         if not result.created:
             raise DropItem(f"already stored: {data.url}")
         logger.info("[%s] stored article %d (%s): %s", data.source_name, result.article_id,

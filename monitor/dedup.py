@@ -273,8 +273,9 @@ def _refresh_representative(session: Session, story: Story, article: Article) ->
         story.representative_id = article.id
 
 
-def assign_story(session: Session, article: Article) -> Story:
-    """Link a freshly inserted (flushed) article to its story, creating one if it is new.
+def assign_story(session: Session, article: Article) -> int:
+    """Link a freshly inserted (flushed) article to its story, creating one if it is new;
+    returns the story's id.
 
     Exact copies (same ``content_hash``) are found first, then near-copies through the LSH
     index, pre-filtered by their signatures and verified by exact shingle Jaccard. The article's
@@ -284,13 +285,20 @@ def assign_story(session: Session, article: Article) -> Story:
     fingerprint = Fingerprint.of(article.text)
     match = _exact_match(session, article) or _near_match(session, article, fingerprint)
     if match is None:
-        story = Story(created_at=datetime.now(UTC).replace(tzinfo=None))
-        session.add(story)
-        session.flush()
+        story_id = _new_story(session, article.id)
     else:
-        story = session.get(Story, match.story_id)
-    article.story_id = story.id
-    _refresh_representative(session, story, article)
+        story = session.get_one(Story, match.story_id)
+        _refresh_representative(session, story, article)
+        story_id = story.id
+    article.story_id = story_id
     index_add(session, article.id, fingerprint.signature)
     session.flush()
-    return story
+    return story_id
+
+
+def _new_story(session: Session, representative_id: int) -> int:
+    """Insert a story of one article; its id (a Core insert: no ORM flush for one row)."""
+    statement = (insert(Story).values(created_at=datetime.now(UTC).replace(tzinfo=None),
+                                      representative_id=representative_id)
+                 .returning(Story.id))
+    return session.connection().execute(statement).scalar_one()

@@ -125,14 +125,16 @@ def known_url_keys(session: Session, keys: Iterable[str]) -> set[str]:
 
 
 def find_article_by_urls(session: Session, url_key: str, urls: Iterable[str]) -> Article | None:
-    """The stored article with this URL key or reached by any of ``urls``."""
-    article = session.scalar(select(Article).where(Article.url_key == url_key))
-    if article is not None:
-        return article
-    for chunk in _chunks(dict.fromkeys(urls)):
+    """The stored article with this URL key or reached by any of ``urls`` (the URL key's
+    first). One query for an article's usual handful of URLs."""
+    keyed = Article.url_key == url_key
+    urls = list(dict.fromkeys(urls))
+    if not urls:
+        return session.scalar(select(Article).where(keyed))
+    for chunk in _chunks(urls):
+        reached = Article.id.in_(select(ArticleUrl.article_id).where(ArticleUrl.url.in_(chunk)))
         article = session.scalar(
-            select(Article).join(ArticleUrl.article).where(ArticleUrl.url.in_(chunk)).limit(1)
-        )
+            select(Article).where(or_(keyed, reached)).order_by(keyed.desc()).limit(1))
         if article is not None:
             return article
     return None
