@@ -4,6 +4,9 @@ The synthetic mirror (bench/synthetic.py: 10,000 articles over 40 hosts; ``--qui
 4) is served on 127.0.0.1 and crawled through ``--via`` with the real spider, pipeline and
 storage (topic scoring and story assignment included):
 
+* first the baseline: bench/plain_spider.py, a bare Scrapy process fetching the same article
+  pages through the same download handler, with nothing of dtmon, then the same extracting
+  each page with plain ``trafilatura.extract``: what one process can do before dtmon's work;
 * one ``scrapy crawl news`` process into SQLite, at t1, then again at t2 (the incremental
   re-crawl: requests the mirror answered, against the full crawl's);
 * one, then two ``dtmon worker`` crawler processes sharing Redis, storing into PostgreSQL.
@@ -16,6 +19,7 @@ off for the benchmark: see :data:`BENCH_SETTINGS`.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -113,6 +117,25 @@ def worker(mirror: SyntheticMirror, via: str, database_url: str, deployment: str
     return spider_command(options, 0, database_url)
 
 
+def plain_scrapy(mirror: SyntheticMirror, via: str, work: str, folder: Path) -> float:
+    """Pages/s of bench/plain_spider.py doing ``work`` on the mirror's t1 article pages: one
+    Scrapy process with dtmon's download handler and concurrency, and nothing else of dtmon."""
+    urls, out = folder / "article-urls.txt", folder / f"plain-{work}.json"
+    urls.write_text("\n".join(mirror.article_urls("t1")), "utf-8")
+    command = [sys.executable, "-m", "scrapy", "runspider", str(REPO / "bench" / "plain_spider.py"),
+               "-a", f"urls={urls}", "-a", f"work={work}", "-a", f"out={out}",
+               "-s", f"DTMON_VIA={via}"]
+    for name, value in BENCH_SETTINGS.items():
+        command += ["-s", f"{name}={value}"]
+    env = {**os.environ, "SCRAPY_SETTINGS_MODULE": "crawler.settings", "PYTHONPATH": str(REPO)}
+    started = time.time()
+    with (folder / f"plain-{work}.log").open("wb") as log:
+        subprocess.run(command, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT,
+                       stdin=subprocess.DEVNULL, check=True)
+    result = json.loads(out.read_text("utf-8"))
+    return result["responses"] / (result["last_response"] - started)
+
+
 def migrated(url: str) -> str:
     """``url``, after bringing its schema to the latest migration."""
     engine = make_engine(url)
@@ -155,6 +178,9 @@ def run() -> list[dict]:
         work = Path(folder)
         mirror = generate(DEFAULT_MIRROR_PATH, work / "mirror", ARTICLES, HOSTS)
         with IndexedMirrorServer(mirror.root, snapshot="t1") as server:
+            fetch_only = plain_scrapy(mirror, server.url, "fetch", work)
+            with_trafilatura = plain_scrapy(mirror, server.url, "trafilatura", work)
+            server.clear_log()
             sqlite_url = migrated(f"sqlite:///{work / 'dtmon.db'}")
             single = run_crawlers([single_process(mirror, server.url, sqlite_url)], sqlite_url,
                                   mirror.articles_t1, work)
@@ -169,8 +195,14 @@ def run() -> list[dict]:
             two = distributed(mirror, server.url, 2, work)
     settings = ", ".join(f"{k}={v}" for k, v in BENCH_SETTINGS.items())
     return [
-        _throughput(f"single process, SQLite ({single.stored}/{mirror.articles_t1} stored)",
-                    single, target="≥ 100"),
+        {"metric": "baseline: plain Scrapy fetching the same article pages", "unit": "pages/s",
+         "value": round(fetch_only, 1)},
+        {"metric": "baseline: plain Scrapy + trafilatura.extract of each page",
+         "value": round(with_trafilatura, 1), "unit": "pages/s"},
+        {**_throughput(f"single process, SQLite ({single.stored}/{mirror.articles_t1} stored)",
+                       single, target="≥ 100"),
+         "baseline": round(with_trafilatura, 1),
+         "ratio": round(single.per_second / with_trafilatura, 2) if with_trafilatura else None},
         _throughput(f"1 worker, Redis + PostgreSQL ({one.stored} stored)", one),
         {**_throughput(f"2 workers, Redis + PostgreSQL ({two.stored} stored)", two),
          "baseline": round(one.per_second, 1),

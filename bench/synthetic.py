@@ -33,6 +33,7 @@ LINKS_PER_PAGE = 50
 ARTICLE_SENTENCES = 12  # about the length of a short news article
 WORD_SWAP_RATE = 0.35
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+_ARTICLE_PATH = re.compile(r"/tin-tuc/bai-viet-\d+\.html$")
 _LAST_MODIFIED = "Sat, 08 Feb 2025 02:00:00 GMT"
 _HTML = "text/html; charset=utf-8"
 
@@ -55,6 +56,12 @@ class SyntheticMirror:
     sources: list[str]
     articles_t1: int
     articles_t2: int
+
+    def article_urls(self, snapshot: str) -> list[str]:
+        """The URLs of the article pages served at ``snapshot``."""
+        _, resources = load_manifest(self.root)
+        return [r.url for r in resources
+                if snapshot in r.snapshots and _ARTICLE_PATH.search(r.url)]
 
 
 def templates(sites: Path) -> list[Template]:
@@ -148,7 +155,7 @@ def _source(host: str, index: int, pages_needed: int) -> dict:
         "name": f"bench{index:02d}",
         "kind": "national",
         "domains": [host],
-        "article_urls": r"/tin-tuc/bai-viet-\d+\.html$",
+        "article_urls": _ARTICLE_PATH.pattern,
         "listings": [{
             "url": f"https://{host}/tin-tuc/trang-1.html",
             "links": "ul.tin-moi a",
