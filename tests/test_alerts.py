@@ -124,10 +124,9 @@ rules:
     assert not rules.rules["ai"].matches(**{**base, "province": None, "text": "trí tuệ"})
 
 
-def test_secrets_never_reach_the_cli_output(tmp_path, smtp):
+def test_secrets_never_reach_the_cli_output(database_url, tmp_path, smtp):
     path = write_rules(tmp_path, f'rules: [{{name: mail, urls: ["{smtp.url}"]}}]')
-    env = {**os.environ, "DTMON_DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite'}",
-           "COLUMNS": "200"}
+    env = {**os.environ, "DTMON_DATABASE_URL": database_url, "COLUMNS": "200"}
     outputs = {}
     for command in (["list"], ["list", "--json"], ["test", "mail"]):
         done = subprocess.run([sys.executable, "-m", "monitor", "alerts", *command,

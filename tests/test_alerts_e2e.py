@@ -1,5 +1,6 @@
 """Alerts end to end: `dtmon crawl --via <mirror> --alerts FILE` at t1 then t2, delivering to a
-real SMTP server and a real webhook on 127.0.0.1."""
+real SMTP server and a real webhook on 127.0.0.1, once on SQLite and once on PostgreSQL
+(``database_url``)."""
 
 from __future__ import annotations
 
@@ -22,14 +23,14 @@ PAIRS = [("hy-hoi-nghi-thuong-truc-cds", "bhy-hoi-nghi-thuong-truc-cds"),
 
 
 class Dtmon:
-    """Runs `dtmon` in a subprocess on one SQLite database."""
+    """Runs `dtmon` in a subprocess on one database."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, database_url: str, workdir: Path) -> None:
+        self.database_url = database_url
         self.workdir = workdir
 
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "DTMON_DATABASE_URL": f"sqlite:///{self.workdir / 'dtmon.db'}",
-               "COLUMNS": "160"}
+        env = {**os.environ, "DTMON_DATABASE_URL": self.database_url, "COLUMNS": "160"}
         return subprocess.run([sys.executable, "-m", "monitor", *args], cwd=self.workdir,
                               env=env, capture_output=True, text=True, timeout=300)
 
@@ -52,8 +53,8 @@ class Dtmon:
 
 
 @pytest.fixture
-def dtmon(tmp_path: Path) -> Dtmon:
-    return Dtmon(tmp_path)
+def dtmon(database_url: str, tmp_path: Path) -> Dtmon:
+    return Dtmon(database_url, tmp_path)
 
 
 def test_crawls_at_t1_then_t2_alert_each_new_relevant_story_once(

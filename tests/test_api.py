@@ -1,9 +1,9 @@
-"""The HTTP API on the crawled offline mirror: every endpoint, its filters and its refusals."""
+"""The HTTP API on the crawled offline mirror: every endpoint, its filters and its refusals,
+on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import feedparser
 import pytest
@@ -15,15 +15,12 @@ from monitor.ingest import ingest_article
 from monitor.topics import load_topics
 from storage.db import init_db, make_engine, session_factory, session_scope
 from storage.repository import ArticleData
-from tests.fixtures.crawled import copy_database
 
 
 @pytest.fixture(scope="module")
-def client(
-    crawled_database: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[TestClient]:
-    url = copy_database(crawled_database, tmp_path_factory.mktemp("api") / "dtmon.db")
-    with TestClient(create_app(url)) as client:
+def client(crawled_database: str) -> Iterator[TestClient]:
+    """The API over this module's copy of the crawled mirror, once per backend."""
+    with TestClient(create_app(crawled_database)) as client:
         yield client
 
 

@@ -1,9 +1,10 @@
-"""The crawl daemon as a real process against the offline mirror and a real SQLite file.
+"""The crawl daemon as a real process against the offline mirror, on SQLite and on PostgreSQL.
 
 Sources are crawled every two seconds; the mirror switches from t1 to t2 while the daemon
 runs; the daemon is stopped with SIGTERM in the middle of a crawl and restarted. Every run is
 recorded, runs of one source never overlap, every article is stored exactly once, and a second
-daemon on the same database refuses to start.
+daemon on the same database refuses to start. Every test on ``database_url`` runs once per
+backend; the log folder test runs once (it only maps URLs to folders).
 """
 
 from __future__ import annotations
@@ -39,9 +40,9 @@ WAIT_SECONDS = 150
 class Daemons:
     """Starts `dtmon daemon` processes on one database and mirror; stops them all at the end."""
 
-    def __init__(self, folder: Path, mirror: MirrorServer) -> None:
+    def __init__(self, url: str, folder: Path, mirror: MirrorServer) -> None:
         self.folder = folder
-        self.url = f"sqlite:///{folder / 'dtmon.db'}"
+        self.url = url
         self.env = {**os.environ, "DTMON_DATABASE_URL": self.url, "PYTHONPATH": str(REPO_ROOT)}
         self.mirror = mirror
         self.started: list[subprocess.Popen] = []
@@ -71,8 +72,8 @@ class Daemons:
 
 
 @pytest.fixture
-def daemons(tmp_path: Path, mirror: MirrorServer) -> Iterator[Daemons]:
-    started = Daemons(tmp_path, mirror)
+def daemons(database_url: str, tmp_path: Path, mirror: MirrorServer) -> Iterator[Daemons]:
+    started = Daemons(database_url, tmp_path, mirror)
     yield started
     started.stop_all()
 
@@ -177,13 +178,12 @@ def test_the_lease_admits_one_daemon_and_is_taken_over_once_stale(database_url: 
     engine.dispose()
 
 
-def test_a_crawl_past_its_limit_is_stopped_and_recorded(tmp_path: Path,
+def test_a_crawl_past_its_limit_is_stopped_and_recorded(database_url: str,
                                                          mirror: MirrorServer) -> None:
-    url = f"sqlite:///{tmp_path / 'dtmon.db'}"
-    engine = make_engine(url)
+    engine = make_engine(database_url)
     init_db(engine)
     sessions = session_factory(engine)
-    outcome = run_crawl(CrawlOptions(sources=["hue"], via=mirror.url), sessions, url,
+    outcome = run_crawl(CrawlOptions(sources=["hue"], via=mirror.url), sessions, database_url,
                         interrupt=lambda: "failed")
     assert outcome.status == "failed"
     with sessions() as session:
@@ -204,7 +204,7 @@ def test_crawl_logs_of_one_database_never_overwrite_another_s(
 
 
 def test_the_daemon_delivers_each_new_relevant_story_once(
-        tmp_path: Path, mirror: MirrorServer, webhook: WebhookReceiver,
+        database_url: str, tmp_path: Path, mirror: MirrorServer, webhook: WebhookReceiver,
         gold: dict[str, dict]) -> None:
     rules = tmp_path / "alerts.yaml"
     rules.write_text(f'rules: [{{name: all, urls: ["{webhook.url}"]}}]\n')
@@ -212,7 +212,7 @@ def test_the_daemon_delivers_each_new_relevant_story_once(
     relevant = [g for g in gold.values() if g["host"] in hosts and g["snapshot"] == "t1"
                 and g["topic"] in ("on", "hard_on")]
     stories = len([g for g in relevant if not g["near_duplicate_of"]])
-    env = {**os.environ, "DTMON_DATABASE_URL": f"sqlite:///{tmp_path / 'dtmon.db'}"}
+    env = {**os.environ, "DTMON_DATABASE_URL": database_url}
     command = [sys.executable, "-m", "monitor", "daemon", "--via", mirror.url, "--alerts",
                str(rules), "--interval-seconds", "600", "--source", "hungyen", "--source",
                "baohungyen", "--source", "dongnai"]

@@ -3,6 +3,7 @@
 The drift test copies the offline mirror into tmp_path and changes one listing page the way a
 site redesign does (the article links become script-driven ``data-link`` attributes, and the
 page gets a new ETag): one crawl later the source is flagged and an operator alert is raised.
+It runs once per backend (``database_url``); the rule tests use no database.
 """
 
 from __future__ import annotations
@@ -110,10 +111,9 @@ def drifted_mirror(sites_dir: Path, tmp_path: Path) -> Path:
 
 
 def test_a_changed_listing_template_is_flagged_within_one_run_and_alerted(
-        sites_dir: Path, drifted_mirror: Path, tmp_path: Path,
+        database_url: str, sites_dir: Path, drifted_mirror: Path, tmp_path: Path,
         caplog: pytest.LogCaptureFixture) -> None:
-    url = f"sqlite:///{tmp_path / 'dtmon.db'}"
-    engine = make_engine(url)
+    engine = make_engine(database_url)
     init_db(engine)
     sessions = session_factory(engine)
     alerts = OperatorAlerts(sessions)
@@ -121,7 +121,7 @@ def test_a_changed_listing_template_is_flagged_within_one_run_and_alerted(
     for folder in (sites_dir, drifted_mirror):
         with MirrorServer(folder, snapshot="t2") as mirror:
             options = CrawlOptions(sources=["hue"], via=mirror.url, extra_settings=FAST)
-            outcomes.append(run_crawl(options, sessions, url))
+            outcomes.append(run_crawl(options, sessions, database_url))
     assert [o.status for o in outcomes] == ["ok", "ok"]
     assert check_run(sessions, outcomes[0].run_id, alerts)[0].problems == {}
     with caplog.at_level(logging.WARNING, logger="dtmon.health"):
@@ -133,8 +133,8 @@ def test_a_changed_listing_template_is_flagged_within_one_run_and_alerted(
 
     status = subprocess.run(
         [sys.executable, "-m", "monitor", "status", "--json"], cwd=tmp_path, text=True,
-        capture_output=True, timeout=120, env={**os.environ, "DTMON_DATABASE_URL": url,
-                                               "PYTHONPATH": str(REPO_ROOT)})
+        capture_output=True, timeout=120,
+        env={**os.environ, "DTMON_DATABASE_URL": database_url, "PYTHONPATH": str(REPO_ROOT)})
     assert status.returncode == 0, status.stderr
     by_source = {r["source"]: r for r in map(json.loads, status.stdout.splitlines())}
     assert by_source["hue"]["state"] == "layout_drift"

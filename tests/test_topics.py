@@ -294,12 +294,12 @@ def test_rescore_updates_every_article_and_counts_relevance_changes(
     assert (again.updated, again.promoted, again.demoted) == (0, 0, 0)
 
 
-def test_rescore_command_on_a_sqlite_file(sqlite_url: str) -> None:
-    engine = make_engine(sqlite_url)
+def test_rescore_command_on_a_database_url(database_url: str) -> None:
+    engine = make_engine(database_url)
     init_db(engine)
     with session_factory(engine)() as session:
         add_articles(session, {"a": ("Số hóa hồ sơ", "Xã số hóa hồ sơ một cửa.", False)})
     engine.dispose()
-    done = invoke("rescore", "--database", sqlite_url)
+    done = invoke("rescore", "--database", database_url)
     assert done.exit_code == 0, done.output
     assert "rescored 1 articles: 1 updated, 1 promoted to relevant, 0 demoted" in done.stdout

@@ -1,7 +1,8 @@
 """Real Scrapy crawls through crawler/via.py: every URL a spider sees is the real one.
 
 Each crawl runs in a subprocess (the Twisted reactor cannot restart inside pytest), from the
-repo root so crawler/settings.py (which registers the via handler) applies.
+repo root so crawler/settings.py (which registers the via handler) applies; dtmon's storage
+pipeline records it in ``database_url``, so every test runs once per backend.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 
@@ -26,19 +27,28 @@ HAGIANG_MORE = ("https://hagiang.gov.vn/DesktopModule/UIArticleInMenu/"
                 "ArticleInMenuPagination.aspx/LoadArticle")
 
 
-def crawl(tmp_path: Path, requests: list[dict[str, Any]], via: str) -> tuple[list[dict], str]:
-    """Run the probe spider with ``DTMON_VIA=via``; its items and its log."""
-    out = tmp_path / "items.jsonl"
-    command = [
-        sys.executable, "-m", "scrapy", "runspider", str(PROBE),
-        "-a", f"requests={json.dumps(requests)}", "-o", f"{out}:jsonlines",
-        "-s", f"DTMON_VIA={via}", "-s", "DOWNLOAD_DELAY=0", "-s", "AUTOTHROTTLE_ENABLED=False",
-        "-s", "TELNETCONSOLE_ENABLED=False",
-        "-s", f"DTMON_DATABASE_URL=sqlite:///{tmp_path / 'dtmon.db'}",  # not the user's
-    ]
-    done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
-    items = [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
-    return items, done.stderr
+class Crawl(Protocol):
+    def __call__(self, requests: list[dict[str, Any]], via: str) -> tuple[list[dict], str]: ...
+
+
+@pytest.fixture
+def crawl(database_url: str, tmp_path: Path) -> Crawl:
+    """``crawl(requests, via)`` runs the probe spider with ``DTMON_VIA=via``; its items and log."""
+
+    def run(requests: list[dict[str, Any]], via: str) -> tuple[list[dict], str]:
+        out = tmp_path / "items.jsonl"
+        command = [
+            sys.executable, "-m", "scrapy", "runspider", str(PROBE),
+            "-a", f"requests={json.dumps(requests)}", "-o", f"{out}:jsonlines",
+            "-s", f"DTMON_VIA={via}", "-s", "DOWNLOAD_DELAY=0",
+            "-s", "AUTOTHROTTLE_ENABLED=False", "-s", "TELNETCONSOLE_ENABLED=False",
+            "-s", f"DTMON_DATABASE_URL={database_url}",  # not the user's
+        ]
+        done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+        items = [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
+        return items, done.stderr
+
+    return run
 
 
 class EchoHandler(BaseHTTPRequestHandler):
@@ -93,9 +103,9 @@ def plain_server() -> Iterator[str]:
     yield from serve(PlainHandler)
 
 
-def test_crawl_through_mirror_sees_only_real_urls(mirror, tmp_path):
+def test_crawl_through_mirror_sees_only_real_urls(crawl, mirror):
     old_hue = f"http://thuathienhue.gov.vn{HUE_PATH}"
-    items, log = crawl(tmp_path, [{"url": VOV_LISTING}, {"url": old_hue}], via=mirror.url)
+    items, log = crawl([{"url": VOV_LISTING}, {"url": old_hue}], via=mirror.url)
 
     by_start = {(item["redirect_urls"] or [item["url"]])[0]: item for item in items}
     assert set(by_start) == {VOV_LISTING, old_hue}, log
@@ -112,19 +122,19 @@ def test_crawl_through_mirror_sees_only_real_urls(mirror, tmp_path):
     assert (f"https://hue.gov.vn{HUE_PATH}", 200) in fetched
 
 
-def test_post_form_reaches_the_mirror(mirror, tmp_path):
+def test_post_form_reaches_the_mirror(crawl, mirror):
     form = {"article_category_id": "1203", "site_id": "4", "page": "1"}
-    items, log = crawl(tmp_path, [{"url": HAGIANG_MORE, "formdata": form}], via=mirror.url)
+    items, log = crawl([{"url": HAGIANG_MORE, "formdata": form}], via=mirror.url)
 
     assert [(i["method"], i["url"], i["status"]) for i in items] == [
         ("POST", HAGIANG_MORE, 200)], log
     assert ("POST", HAGIANG_MORE, 200) in {(r.method, r.url, r.status) for r in mirror.requests}
 
 
-def test_any_server_honouring_the_contract_works(echo_server, tmp_path):
+def test_any_server_honouring_the_contract_works(crawl, echo_server):
     requests = [{"url": "https://example.org/news?page=2"},
                 {"url": "http://example.net/form", "formdata": {"q": "chuyển đổi số"}}]
-    items, log = crawl(tmp_path, requests, via=echo_server)
+    items, log = crawl(requests, via=echo_server)
 
     echoed = sorted(item["text_start"] for item in items)
     assert echoed == ["GET https://example.org/news?page=2 ",
@@ -134,15 +144,15 @@ def test_any_server_honouring_the_contract_works(echo_server, tmp_path):
         "http://example.net/form", "https://example.org/news?page=2"]
 
 
-def test_without_via_requests_go_straight_to_the_site(plain_server, tmp_path):
-    items, log = crawl(tmp_path, [{"url": f"{plain_server}/page"}], via="")
+def test_without_via_requests_go_straight_to_the_site(crawl, plain_server):
+    items, log = crawl([{"url": f"{plain_server}/page"}], via="")
 
     assert [item["text_start"] for item in items] == [
         f"GET direct://{plain_server.removeprefix('http://')}/page "], log
 
 
-def test_invalid_via_is_reported_and_nothing_is_fetched(tmp_path):
-    items, log = crawl(tmp_path, [{"url": VOV_LISTING}], via="ftp://127.0.0.1:8765")
+def test_invalid_via_is_reported_and_nothing_is_fetched(crawl):
+    items, log = crawl([{"url": VOV_LISTING}], via="ftp://127.0.0.1:8765")
 
     assert items == []
     assert "DTMON_VIA='ftp://127.0.0.1:8765' is not a mirror address" in log

@@ -1,5 +1,6 @@
 """The web page in a real headless Chromium, against `dtmon serve` on 127.0.0.1 over the crawled
-mirror: relevant stories listed, province filter, search, scraped text shown as text."""
+mirror (on SQLite and on PostgreSQL): relevant stories listed, province filter, search, scraped
+text shown as text."""
 
 from __future__ import annotations
 
@@ -21,7 +22,6 @@ from monitor.ingest import ingest_article
 from monitor.topics import load_topics
 from storage.db import make_engine, session_factory, session_scope
 from storage.repository import ArticleData
-from tests.fixtures.crawled import copy_database
 from tests.fixtures.shared_data import REPO_ROOT
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -58,15 +58,15 @@ def _add_hostile_story(url: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def server(crawled_database: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`dtmon serve` over a copy of the crawled mirror (plus one hostile story)."""
+def server(crawled_database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`dtmon serve` over a copy of the crawled mirror (plus one hostile story), per backend."""
     folder = tmp_path_factory.mktemp("web")
-    url = copy_database(crawled_database, folder / "dtmon.db")
-    _add_hostile_story(url)
+    _add_hostile_story(crawled_database)
     port = _free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "monitor", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=folder, env={**os.environ, "DTMON_DATABASE_URL": url, "PYTHONPATH": str(REPO_ROOT)},
+        cwd=folder,
+        env={**os.environ, "DTMON_DATABASE_URL": crawled_database, "PYTHONPATH": str(REPO_ROOT)},
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     base = f"http://127.0.0.1:{port}"
