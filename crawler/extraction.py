@@ -603,18 +603,16 @@ def _is_sign_off(node: etree._Element) -> bool:
     """A short right-aligned or all-bold/italic line, the usual place for author/source."""
     if node.tag not in ("p", "div") or len(node) > 3:
         return False
+    style = (node.get("style") or "").lower()
+    aligned = bool(_RIGHT_ALIGNED.search(style) or re.search(r"right", node.get("class") or ""))
+    children = [c for c in node if isinstance(c.tag, str)]
+    emphasised = len(children) == 1 and children[0].tag in ("b", "strong", "em", "i")
+    if not (aligned or emphasised):  # most paragraphs: decided without reading their text
+        return False
     text = _text(node)
     if not text or len(text) > 80:
         return False
-    style = (node.get("style") or "").lower()
-    if _RIGHT_ALIGNED.search(style) or re.search(r"right", node.get("class") or ""):
-        return True
-    children = [c for c in node if isinstance(c.tag, str)]
-    return (
-        len(children) == 1
-        and children[0].tag in ("b", "strong", "em", "i")
-        and _text(children[0]) == text
-    )
+    return aligned or _text(children[0]) == text
 
 
 # --- pruning ----------------------------------------------------------------------------------
@@ -654,15 +652,16 @@ def _is_image_block(node: etree._Element) -> bool:
 
 def _is_caption_under_image(node: etree._Element) -> bool:
     """A short line all in italics right under an image block: the image's caption."""
+    children = [c for c in node if isinstance(c.tag, str)]
+    if len(children) != 1 or children[0].tag not in ("em", "i"):
+        return False
     previous = node.getprevious()
     if previous is None or _text(previous):
         return False
     if previous.tag != "img" and previous.find(".//img") is None:
         return False
-    children = [c for c in node if isinstance(c.tag, str)]
     text = _text(node)
-    return (0 < len(text) < 250 and len(children) == 1 and children[0].tag in ("em", "i")
-            and _text(children[0]) == text)
+    return 0 < len(text) < 250 and _text(children[0]) == text
 
 
 def _headed_boilerplate(root: etree._Element) -> list[etree._Element]:
