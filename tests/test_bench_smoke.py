@@ -6,6 +6,7 @@ No figure is checked (speed is not a test); only that the tables come out.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -28,6 +29,8 @@ def test_quick_extraction_benchmark_prints_the_machine_and_its_table() -> None:
     assert "Machine:" in done.stdout and "cores" in done.stdout
     assert "bench/extraction.py" in done.stdout
     assert "extraction overhead over plain trafilatura.extract" in done.stdout
+    if shutil.which("valgrind"):
+        assert "extraction overhead, in instructions" in done.stdout
 
 
 def test_unknown_benchmark_is_refused_with_the_available_ones() -> None:
