@@ -109,6 +109,9 @@ class _HttpServer(ThreadingHTTPServer):
     crawler, a time-out): that is the client's business, not a server error."""
 
     daemon_threads = True
+    # socketserver's default backlog is 5: a crawl opening dozens of connections at once had
+    # its SYNs dropped and retried a second or more later (TcpExtListenOverflows), stalling it.
+    request_queue_size = socket.SOMAXCONN
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         if not isinstance(sys.exc_info()[1], ConnectionError):
