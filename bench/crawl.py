@@ -69,12 +69,16 @@ class CrawlFigures:
         return self.stored / self.seconds if self.seconds else 0.0
 
 
+def crawler_env() -> dict[str, str]:
+    """The environment of a crawler process: this repository's code and Scrapy settings."""
+    return {**os.environ, "SCRAPY_SETTINGS_MODULE": "crawler.settings", "PYTHONPATH": str(REPO)}
+
+
 def run_crawlers(commands: Sequence[list[str]], database_url: str, expected: int,
                  logs: Path) -> CrawlFigures:
     """Run crawler processes until all exit; time until ``expected`` articles are stored."""
     engine = make_engine(database_url)
-    env = {**os.environ, "SCRAPY_SETTINGS_MODULE": "crawler.settings", "PYTHONPATH": str(REPO),
-           DATABASE_URL_ENV: database_url}
+    env = {**crawler_env(), DATABASE_URL_ENV: database_url}
     started = time.monotonic()
     running = {}
     for number, command in enumerate(commands):
@@ -127,7 +131,7 @@ def plain_scrapy(mirror: SyntheticMirror, via: str, work: str, folder: Path) -> 
                "-s", f"DTMON_VIA={via}"]
     for name, value in BENCH_SETTINGS.items():
         command += ["-s", f"{name}={value}"]
-    env = {**os.environ, "SCRAPY_SETTINGS_MODULE": "crawler.settings", "PYTHONPATH": str(REPO)}
+    env = crawler_env()
     started = time.time()
     with (folder / f"plain-{work}.log").open("wb") as log:
         subprocess.run(command, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT,

@@ -95,8 +95,9 @@ def _count_one(name: str, sample_file: Path) -> None:
     sample: list[Page] = pickle.loads(sample_file.read_bytes())
     for extract in EXTRACTORS.values():
         extract(sample[0])
-    for page in sample if name in EXTRACTORS else []:
-        EXTRACTORS[name](page)
+    if name in EXTRACTORS:
+        for page in sample:
+            EXTRACTORS[name](page)
 
 
 def run() -> list[dict]:
@@ -109,11 +110,12 @@ def run() -> list[dict]:
         {"metric": "extraction overhead over plain trafilatura.extract, in seconds",
          "value": round(100 * (plain / ours - 1)), "unit": "%"},
     ]
-    counted = instructions(sample[::COUNTED_EVERY])
+    counted_sample = sample[::COUNTED_EVERY]
+    counted = instructions(counted_sample)
     if counted is not None:
         rows.append({
-            "metric": f"extraction overhead, in instructions ({len(sample[::COUNTED_EVERY])} "
-                      "pages, callgrind)",
+            "metric": f"extraction overhead, in instructions ({len(counted_sample)} pages, "
+                      "callgrind)",
             "value": round(100 * (counted["extract_article"] / counted["trafilatura.extract"] - 1),
                            1),
             "unit": "%", "baseline": f"{counted['trafilatura.extract'] / 1e6:,.0f} M",
