@@ -26,6 +26,19 @@ from crawler.vietnamese import normalize_text
 
 _ETH = str.maketrans({"ð": "đ", "Ð": "Đ"})
 
+# --- parsing ----------------------------------------------------------------------------------
+
+_TOO_DEEP = "Excessive depth"
+# An XHTML page's "<?xml … encoding=…?>": lxml refuses a decoded string that declares one.
+_XML_DECLARATION = re.compile(r"^\s*<\?xml[^>]*>")
+# Tags that only nest (never carry a paragraph break of their own): taken out of markup that is
+# nested too deep for the parser.
+_NESTING_TAG = re.compile(
+    r"</?(?:div|span|section|article|main|aside|font|center|b|i|em|strong|u|small|big"
+    r"|table|tbody|thead|tr|td|th|ul|ol|blockquote|form|label|a|abbr|sup|sub)\b[^>]*>",
+    re.I,
+)
+
 # --- decoding ---------------------------------------------------------------------------------
 
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:\-]+)""", re.I)
@@ -65,6 +78,8 @@ _LEAD_CLASS = re.compile(
     r"|excerpt|teaser|abstract|quote-?lead|\bdescription"
 )
 _TAG_CLASS = re.compile(r"tags?\b|tag-|keyword|tu-?khoa")
+_NOT_LEAD_CLASS = re.compile(r"author|site-?desc|newsletter")
+_LEAD_DISTANCE = 60  # elements between the headline and its lead, at most
 # The visible headline of pages without <h1> or og:title (old ASP/ASP.NET portals).
 _TITLE_CLASS = re.compile(
     r"(news|article|post|entry|detail|content|story)[-_]?(title|headline|name)"
@@ -133,6 +148,7 @@ _TITLE_REPEAT_LINES = 3
 _LAYOUT_CELL_CHARS = 300
 _WORD = re.compile(r"[^\W\d_]{2,}")
 _MIN_BODY_WORDS = 5
+_VIETNAMESE_HOST = re.compile(r"^(?:https?:)?//[^/?#]*\.vn(?::\d+)?(?:[/?#]|$)", re.I)
 _VIETNAMESE_LETTERS = re.compile(r"[ăâđêôơưạảấầẩẫậắằẳẵặẹẻẽếềểễệỉịọỏốồổỗộớờởỡợụủứừửữựỳỵỷỹ]")
 
 
@@ -262,14 +278,21 @@ def _codec(name: str | None) -> str | None:
 
 
 def _parse(markup: str) -> etree._Element | None:
-    markup = markup.replace("\x00", "")
+    """The page's tree without comments and processing instructions (React's ``<!-- -->``
+    separators would otherwise split text that trafilatura then loses). Markup nested deeper
+    than libxml2 follows (256 levels) is parsed again with its nesting tags taken out, since
+    libxml2 drops whatever lies below that depth."""
+    markup = _XML_DECLARATION.sub("", markup.replace("\x00", ""), count=1)
     if not markup.strip():
         return None
+    parser = lxml_html.HTMLParser(remove_comments=True, remove_pis=True, collect_ids=False)
     try:
-        tree = lxml_html.document_fromstring(markup)
+        tree = lxml_html.document_fromstring(markup, parser=parser)
+        if any(_TOO_DEEP in entry.message for entry in parser.error_log):
+            tree = lxml_html.document_fromstring(_NESTING_TAG.sub(" ", markup), parser=parser)
     except (etree.ParserError, ValueError):
         return None
-    return tree
+    return tree if tree is not None and tree.tag == "html" else None
 
 
 def _extract(tree: etree._Element, url: str) -> Article:
@@ -281,12 +304,11 @@ def _extract(tree: etree._Element, url: str) -> Article:
     tags = _tags(page, head)
     credits = _Credits()
     _byline_credits(page, head, credits)
-    leads = _lead_texts(page)
-    _prune(page, credits)
-    doc = trafilatura.bare_extraction(
-        tree, url=url, include_comments=False, include_images=False, with_metadata=False
-    )
-    lines = _clean_lines(_doc_lines(doc), title, credits)
+    leads = _lead_texts(page, title_node if title_node is not None else _first_h1(page))
+    if _is_vietnamese_page(tree, head, title, url):
+        lines = _portal_lines(tree, page, url, title, credits)
+    else:
+        lines = _generic_lines(tree, page, url, title)
     lines = _with_leads(leads, lines)
     text = normalize_text("\n".join(lines))
     return Article(
@@ -301,6 +323,37 @@ def _extract(tree: etree._Element, url: str) -> Article:
     )
 
 
+def _is_vietnamese_page(tree: etree._Element, head: _HeadData, title: str, url: str) -> bool:
+    """Evidence that the Vietnamese-portal rules apply: a Vietnamese site (.vn), a page that
+    declares Vietnamese, or one that declares nothing and has a Vietnamese headline."""
+    if _VIETNAMESE_HOST.match(url):
+        return True
+    declared = (tree.get("lang") or head.first("og:locale", "content-language") or "").lower()
+    if declared:
+        return declared.startswith("vi")
+    return bool(_VIETNAMESE_LETTERS.search(title.lower()))
+
+
+def _portal_lines(
+    tree: etree._Element, page: _PageIndex, url: str, title: str, credits: _Credits
+) -> list[str]:
+    """Vietnamese portals: boilerplate blocks pruned before trafilatura, lead put back."""
+    _prune(page, credits)
+    return _clean_lines(_doc_lines(_trafilatura(tree, url)), title, credits)
+
+
+def _generic_lines(tree: etree._Element, page: _PageIndex, url: str, title: str) -> list[str]:
+    """Any other page: trafilatura's own decisions, then only the cleanup with evidence."""
+    return _doc_lines(_trafilatura(tree, url))
+
+
+def _trafilatura(tree: etree._Element, url: str) -> object:
+    return trafilatura.bare_extraction(
+        tree, url=url, include_comments=False, include_tables=True, include_images=False,
+        with_metadata=False,
+    )
+
+
 def _doc_lines(doc: object) -> list[str]:
     raw = getattr(doc, "text", None) or ""
     return [line for line in normalize_text(raw).split("\n") if line.strip()]
@@ -312,7 +365,12 @@ class _PageIndex:
     def __init__(self, tree: etree._Element) -> None:
         body = tree.find("body")
         self.root = body if body is not None else tree
-        self.marked = [(n, m) for n in self.root.iter(etree.Element) if (m := _marks(n))]
+        self.position: dict[etree._Element, int] = {}
+        self.marked: list[tuple[etree._Element, str]] = []
+        for index, node in enumerate(self.root.iter(etree.Element)):
+            self.position[node] = index
+            if marks := _marks(node):
+                self.marked.append((node, marks))
 
     def with_marks(self, pattern: re.Pattern[str]) -> Iterator[etree._Element]:
         """Elements whose class/id matches ``pattern``, in document order."""
@@ -422,6 +480,10 @@ def _headline_element_text(page: _PageIndex) -> str | None:
         if 10 <= len(text) <= 300 and _link_density(node) < 0.5 and not _in_site_header(node):
             return text
     return None
+
+
+def _first_h1(page: _PageIndex) -> etree._Element | None:
+    return next((h1 for h1 in page.root.iter("h1") if not _in_site_header(h1)), None)
 
 
 def _find_title_node(page: _PageIndex, title: str) -> etree._Element | None:
@@ -655,7 +717,7 @@ def _is_caption_under_image(node: etree._Element) -> bool:
     children = [c for c in node if isinstance(c.tag, str)]
     if len(children) != 1 or children[0].tag not in ("em", "i"):
         return False
-    previous = node.getprevious()
+    previous = next(node.itersiblings(etree.Element, preceding=True), None)
     if previous is None or _text(previous):
         return False
     if previous.tag != "img" and previous.find(".//img") is None:
@@ -757,13 +819,22 @@ def _is_noise_line(line: str) -> bool:
     return bool(_DATE.search(line)) and len(re.findall(r"\w+", stripped)) <= 2
 
 
-def _lead_texts(page: _PageIndex) -> list[str]:
+def _lead_texts(page: _PageIndex, headline: etree._Element | None) -> list[str]:
+    """Lead ("sapo", teaser) paragraphs: lead-classed blocks of prose next to the headline
+    (author bios, site descriptions and teaser lists elsewhere on the page are not leads)."""
+    if headline is None or headline not in page.position:
+        return []
+    where = page.position[headline]
     leads: list[str] = []
     for node in page.with_marks(_LEAD_CLASS):
-        if node.tag != "body" and not _TAG_CLASS.search(_marks(node)):
-            text = _text(node)
-            if 40 <= len(text) <= 1500 and not any(text in lead for lead in leads):
-                leads.append(text)
+        marks = _marks(node)
+        if (node.tag == "body" or _TAG_CLASS.search(marks) or _NOT_LEAD_CLASS.search(marks)
+                or abs(page.position[node] - where) > _LEAD_DISTANCE):
+            continue
+        text = _text(node)
+        if (40 <= len(text) <= 1500 and _link_density(node) < 0.2
+                and not any(text in lead for lead in leads)):
+            leads.append(text)
     return leads
 
 
