@@ -75,11 +75,30 @@ _BOILERPLATE_LINE = re.compile(
 _CAPTION_CLASS = re.compile(r"caption|image_?desc|img-?desc|photo-?desc|desc-?img|chu-?thich|\bpic")
 _LEAD_CLASS = re.compile(
     r"sapo|summary|\blead|hometext|chapeau|tom-?tat|tomtat|article-?desc|news-?desc|intro"
-    r"|excerpt|teaser|abstract|quote-?lead|\bdescription"
+    r"|excerpt|teaser|abstract|quote-?lead|\bdescription|preface|standfirst|sub-?headline|chapo\b"
+)
+# "Read more:", "Lea también:", "À lire aussi »": a short label before a link.
+_TEASER_LABEL = re.compile(r"^[^:»|]{2,30}[:»|]\s*")
+_WRITTEN_URL = re.compile(r"https?:|www\.|@")
+_TEASER_CHARS = 200
+_TEASER_DEPTH = 4  # a link, then up to three of its ancestors
+# Lines that end an article's text without being part of it: a copyright notice, a picture
+# credit.
+_TRAILER = re.compile(
+    r"^(?:©|\(c\)|copyright\b)|^(?:foto|fotos|photo|photos|bild|titelbild|beitragsbild"
+    r"|cr[ée]dits?(?: photos?)?|credits?|fot)\s*:",
+    re.I,
+)
+# Widget blocks named in any language's templates (a narrower list than the portals' one).
+_WIDGET_CLASS = re.compile(
+    r"breadcrumb|newsletter|subscribe|related|sidebar|share|social|author-?(?:box|bio|info|desc)"
+    r"|about-?(?:the-?)?author"
 )
 _TAG_CLASS = re.compile(r"tags?\b|tag-|keyword|tu-?khoa")
 _NOT_LEAD_CLASS = re.compile(r"author|site-?desc|newsletter")
 _LEAD_DISTANCE = 60  # elements between the headline and its lead, at most
+_STANDFIRST_DISTANCE = 12
+_STANDFIRST_CHARS = 80
 # The visible headline of pages without <h1> or og:title (old ASP/ASP.NET portals).
 _TITLE_CLASS = re.compile(
     r"(news|article|post|entry|detail|content|story)[-_]?(title|headline|name)"
@@ -304,11 +323,13 @@ def _extract(tree: etree._Element, url: str) -> Article:
     tags = _tags(page, head)
     credits = _Credits()
     _byline_credits(page, head, credits)
-    leads = _lead_texts(page, title_node if title_node is not None else _first_h1(page))
+    headline = title_node if title_node is not None else next(tree.iter("h1"), None)
+    leads = _lead_texts(page, headline)
     if _is_vietnamese_page(tree, head, title, url):
         lines = _portal_lines(tree, page, url, title, credits)
     else:
         lines = _generic_lines(tree, page, url, title)
+        leads += _standfirst(headline)
     lines = _with_leads(leads, lines)
     text = normalize_text("\n".join(lines))
     return Article(
@@ -344,7 +365,26 @@ def _portal_lines(
 
 def _generic_lines(tree: etree._Element, page: _PageIndex, url: str, title: str) -> list[str]:
     """Any other page: trafilatura's own decisions, then only the cleanup with evidence."""
-    return _doc_lines(_trafilatura(tree, url))
+    lines = _doc_lines(_trafilatura(tree, url))
+    teasers = _link_teasers(page, {line for line in lines if len(line) <= _TEASER_CHARS})
+    lines = [line for line in lines if line not in teasers and not _is_date_line(line)]
+    while lines and len(lines[-1]) <= _TEASER_CHARS and _TRAILER.search(lines[-1]):
+        lines.pop()
+    widgets = _widget_text(page, sum(len(line) for line in lines))
+    return [line for line in lines if _squash(line) not in widgets] if widgets else lines
+
+
+def _widget_text(page: _PageIndex, body_chars: int) -> str:
+    """The text of the page's blocks marked as widgets (share, related, newsletter…) that
+    cannot be the article's container: each holds less than half the extracted text."""
+    texts = []
+    for node, marks in page.marked:
+        if node.tag in ("body", "html", "main", "article") or not _WIDGET_CLASS.search(marks):
+            continue
+        text = _text(node)
+        if text and len(text) < body_chars / 2:
+            texts.append(text.casefold())
+    return "\n".join(texts)
 
 
 def _trafilatura(tree: etree._Element, url: str) -> object:
@@ -352,6 +392,38 @@ def _trafilatura(tree: etree._Element, url: str) -> object:
         tree, url=url, include_comments=False, include_tables=True, include_images=False,
         with_metadata=False,
     )
+
+
+def _link_teasers(page: _PageIndex, candidates: set[str]) -> set[str]:
+    """Those of ``candidates`` (short lines of the body) that are paragraphs only pointing
+    elsewhere on the page: "Read more: <link>", "Lea también: <link>", or one link alone (not a
+    URL written out)."""
+    teasers: set[str] = set()
+    if not candidates:
+        return teasers
+    for link in page.root.iter("a"):
+        node = link
+        for _ in range(_TEASER_DEPTH):
+            text = _text(node)
+            if len(text) > _TEASER_CHARS:
+                break
+            if text in candidates:
+                if _only_points_elsewhere(node, text):
+                    teasers.add(text)
+                break
+            node = node.getparent()
+            if node is None:
+                break
+    return teasers
+
+
+def _only_points_elsewhere(node: etree._Element, text: str) -> bool:
+    linked = sum(len(_text(a)) for a in node.iter("a"))
+    label = _TEASER_LABEL.match(text)
+    if label and linked >= 0.9 * (len(text) - label.end()) > 0:
+        return True
+    return (linked >= 0.9 * len(text) and len(text) <= 160 and not _WRITTEN_URL.search(text)
+            and not any(n.tag in ("li", "td", "dd") for n in _lineage(node)))
 
 
 def _doc_lines(doc: object) -> list[str]:
@@ -480,10 +552,6 @@ def _headline_element_text(page: _PageIndex) -> str | None:
         if 10 <= len(text) <= 300 and _link_density(node) < 0.5 and not _in_site_header(node):
             return text
     return None
-
-
-def _first_h1(page: _PageIndex) -> etree._Element | None:
-    return next((h1 for h1 in page.root.iter("h1") if not _in_site_header(h1)), None)
 
 
 def _find_title_node(page: _PageIndex, title: str) -> etree._Element | None:
@@ -809,6 +877,15 @@ def _clean_lines(lines: list[str], title: str, credits: _Credits) -> list[str]:
     return kept
 
 
+def _is_date_line(line: str) -> bool:
+    """A short line that is only a date or time stamp ("23.10.2018", "3:59 PM",
+    "Letzte Änderung 14.02.2019")."""
+    if len(line) > 40 or not (_DATE.search(line) or _TIME.search(line)):
+        return False
+    rest = _DATE_WORDS.sub("", _DATE.sub("", _TIME.sub("", line)))
+    return len(re.findall(r"\w+", rest)) <= 2
+
+
 def _is_noise_line(line: str) -> bool:
     if len(line) > 100:
         return False
@@ -836,6 +913,21 @@ def _lead_texts(page: _PageIndex, headline: etree._Element | None) -> list[str]:
                 and not any(text in lead for lead in leads)):
             leads.append(text)
     return leads
+
+
+def _standfirst(headline: etree._Element | None) -> list[str]:
+    """The paragraph of prose that follows the headline within a few elements (a standfirst
+    in an <h2> or a plain <p>, which trafilatura often leaves out)."""
+    if headline is None:
+        return []
+    for node in headline.xpath(f"following::*[position() <= {_STANDFIRST_DISTANCE}]"):
+        if node.tag not in ("p", "h2", "h3", "div") or any(
+                child.tag in _BLOCK_TAGS for child in node):
+            continue
+        text = _text(node)
+        if len(text) >= _STANDFIRST_CHARS:
+            return [text] if len(text) <= 1000 and _link_density(node) < 0.2 else []
+    return []
 
 
 def _with_leads(leads: list[str], lines: list[str]) -> list[str]:
