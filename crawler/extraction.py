@@ -14,7 +14,7 @@ import json
 import re
 import unicodedata
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from urllib.parse import urljoin
 
@@ -29,6 +29,8 @@ _ETH = str.maketrans({"ð": "đ", "Ð": "Đ"})
 # --- parsing ----------------------------------------------------------------------------------
 
 _TOO_DEEP = "Excessive depth"
+# NUL and the other C0 controls (bar tab and line ends): libxml2 stops reading at the first one.
+_CONTROL_CHARACTERS = dict.fromkeys(c for c in range(32) if chr(c) not in "\t\n\r")
 # An XHTML page's "<?xml … encoding=…?>": lxml refuses a decoded string that declares one.
 _XML_DECLARATION = re.compile(r"^\s*<\?xml[^>]*>")
 # Tags that only nest (never carry a paragraph break of their own): taken out of markup that is
@@ -164,6 +166,7 @@ _DATE_LINE_MAX = 160
 _DATE_SCAN_LIMIT = 60
 
 _TITLE_REPEAT_LINES = 3
+_SECTION_LABEL_WORDS = 6
 _LAYOUT_CELL_CHARS = 300
 _WORD = re.compile(r"[^\W\d_]{2,}")
 _MIN_BODY_WORDS = 5
@@ -183,6 +186,7 @@ class Article:
     tags: list[str] = field(default_factory=list)
     language: str | None = None
     canonical_url: str | None = None
+    failure: str | None = None  # why no body text came out (set whenever ``is_empty``)
 
     @property
     def is_empty(self) -> bool:
@@ -214,13 +218,20 @@ def extract_article(html: bytes | str, url: str, *, encoding: str | None = None)
     """Extract the article of one page.
 
     ``encoding`` is the HTTP charset when known; otherwise the meta charset is used, then
-    UTF-8, then windows-1258. Never raises: garbage input gives an empty :class:`Article`.
+    UTF-8, then windows-1258. Never raises: when no body text can be extracted, the article
+    is empty and its ``failure`` says why (garbage, markup without text, an internal error).
     """
     try:
-        tree = _parse(decode_html(html, encoding))
-        return _extract(tree, url) if tree is not None else Article()
-    except Exception:  # noqa: BLE001 - arbitrary input must never break a crawl
-        return Article()
+        markup = decode_html(html, encoding)
+        tree = _parse(markup)
+        if tree is None:
+            return Article(failure="no HTML document in the response")
+        article = _extract(tree, markup, url)
+    except Exception as error:  # noqa: BLE001 - arbitrary input must never break a crawl
+        return Article(failure=f"extraction failed: {type(error).__name__}: {error}"[:300])
+    if article.is_empty:
+        return replace(article, failure="no article text found on the page")
+    return article
 
 
 def decode_html(data: bytes | str, encoding: str | None = None) -> str:
@@ -298,10 +309,11 @@ def _codec(name: str | None) -> str | None:
 
 def _parse(markup: str) -> etree._Element | None:
     """The page's tree without comments and processing instructions (React's ``<!-- -->``
-    separators would otherwise split text that trafilatura then loses). Markup nested deeper
+    separators would otherwise split text that trafilatura then loses), nor control characters.
+    Markup nested deeper
     than libxml2 follows (256 levels) is parsed again with its nesting tags taken out, since
     libxml2 drops whatever lies below that depth."""
-    markup = _XML_DECLARATION.sub("", markup.replace("\x00", ""), count=1)
+    markup = _XML_DECLARATION.sub("", markup.translate(_CONTROL_CHARACTERS), count=1)
     if not markup.strip():
         return None
     parser = lxml_html.HTMLParser(remove_comments=True, remove_pis=True, collect_ids=False)
@@ -314,7 +326,7 @@ def _parse(markup: str) -> etree._Element | None:
     return tree if tree is not None and tree.tag == "html" else None
 
 
-def _extract(tree: etree._Element, url: str) -> Article:
+def _extract(tree: etree._Element, markup: str, url: str) -> Article:
     head = _HeadData(tree)
     page = _PageIndex(tree)
     title = _title(tree, head, page)
@@ -326,7 +338,9 @@ def _extract(tree: etree._Element, url: str) -> Article:
     headline = title_node if title_node is not None else next(tree.iter("h1"), None)
     leads = _lead_texts(page, headline)
     if _is_vietnamese_page(tree, head, title, url):
-        lines = _portal_lines(tree, page, url, title, credits)
+        lines = _portal_lines(tree, page, url, title, credits, title_node)
+        if not lines:  # the pruning took the article's container: trafilatura's own choice
+            lines = _unpruned_lines(markup, url, title)
     else:
         lines = _generic_lines(tree, page, url, title)
         leads += _standfirst(headline)
@@ -356,11 +370,18 @@ def _is_vietnamese_page(tree: etree._Element, head: _HeadData, title: str, url: 
 
 
 def _portal_lines(
-    tree: etree._Element, page: _PageIndex, url: str, title: str, credits: _Credits
+    tree: etree._Element, page: _PageIndex, url: str, title: str, credits: _Credits,
+    title_node: etree._Element | None,
 ) -> list[str]:
-    """Vietnamese portals: boilerplate blocks pruned before trafilatura, lead put back."""
+    """Vietnamese portals: boilerplate blocks and the section headings above the headline
+    (a portlet's title) pruned before trafilatura."""
     _prune(page, credits)
-    return _clean_lines(_doc_lines(_trafilatura(tree, url)), title, credits)
+    if title_node is not None and title_node in page.position:
+        where = page.position[title_node]
+        for heading in list(page.root.iter("h1", "h2")):
+            if page.position.get(heading, where) < where and title_node not in heading.iter():
+                _drop(heading)
+    return _clean_lines(_doc_lines(_trafilatura(tree, url)), title, credits, page)
 
 
 def _generic_lines(tree: etree._Element, page: _PageIndex, url: str, title: str) -> list[str]:
@@ -385,6 +406,12 @@ def _widget_text(page: _PageIndex, body_chars: int) -> str:
         if text and len(text) < body_chars / 2:
             texts.append(text.casefold())
     return "\n".join(texts)
+
+
+def _unpruned_lines(markup: str, url: str, title: str) -> list[str]:
+    """The generic extraction of a fresh parse of ``markup`` (the first tree is pruned)."""
+    tree = _parse(markup)
+    return _generic_lines(tree, _PageIndex(tree), url, title) if tree is not None else []
 
 
 def _trafilatura(tree: etree._Element, url: str) -> object:
@@ -510,22 +537,55 @@ def _flatten_jsonld(data: object) -> Iterator[dict]:
 
 
 def _title(tree: etree._Element, head: _HeadData, page: _PageIndex) -> str:
-    """The headline: og:title, the first <h1> outside the site's header, the JSON-LD headline,
-    a headline-classed element, then <title>; a tail naming the site (" - Cổng thông tin điện
-    tử tỉnh X") is cut off."""
+    """The headline: og:title, the first <h1> outside the site's header (or the longer heading
+    right under it when that <h1> is a portlet's or section's label), the heading <title>
+    repeats, the JSON-LD headline, a headline-classed element, then <title>; a tail naming the
+    site (" - Cổng thông tin điện tử tỉnh X") is cut off."""
     site = head.first("og:site_name")
     headline = head.jsonld_value("headline")
     title_tag = next(tree.iter("title"), None)
+    page_title = _text(title_tag) if title_tag is not None else ""
     candidates = [
         head.first("og:title", "twitter:title"),
-        next((_text(h1) for h1 in tree.iter("h1") if not _in_site_header(h1)), None),
+        _first_article_h1(tree),
+        _heading_named_by_title(page, _without_site_name(normalize_text(page_title), site)),
         headline if isinstance(headline, str) else None,
         _headline_element_text(page),
-        _text(title_tag) if title_tag is not None else None,
+        page_title,
     ]
     titles = [_without_site_name(normalize_text(c), site) for c in candidates if c and c.strip()]
     site_key = (site or "").casefold()
     return next((t for t in titles if t and t.casefold() != site_key), titles[0] if titles else "")
+
+
+def _heading_named_by_title(page: _PageIndex, page_title: str) -> str | None:
+    """The <h2>/<h3> whose text the <title> repeats, on pages without an <h1>."""
+    wanted = page_title.casefold()
+    if len(wanted) < 10:
+        return None
+    for heading in page.root.iter("h2", "h3"):
+        if _text(heading).casefold() == wanted:
+            return _text(heading)
+    return None
+
+
+def _first_article_h1(tree: etree._Element) -> str | None:
+    """The first <h1> outside the site's header that is not a section label: a short <h1>
+    followed, before any paragraph, by a longer heading is the section's, not the article's."""
+    for h1 in tree.iter("h1"):
+        if _in_site_header(h1):
+            continue
+        text = _text(h1)
+        following = h1.xpath("following::*[self::h1 or self::h2 or self::h3 or self::p]"
+                             "[position() <= 3]")
+        for node in following:
+            if node.tag == "p" and _text(node):
+                break
+            if node.tag != "p" and len(_text(node)) > max(len(text) * 1.5, 30) \
+                    and len(text.split()) <= _SECTION_LABEL_WORDS:
+                return _text(node)
+        return text or None
+    return None
 
 
 def _without_site_name(title: str, site: str | None) -> str:
@@ -867,14 +927,26 @@ def _drop(node: etree._Element) -> None:
 # --- body text --------------------------------------------------------------------------------
 
 
-def _clean_lines(lines: list[str], title: str, credits: _Credits) -> list[str]:
-    # The headline repeated at the top of the body (after a tag or date line, at times).
-    head = [line for line in lines[:_TITLE_REPEAT_LINES] if line.casefold() != title.casefold()]
-    lines = head + lines[_TITLE_REPEAT_LINES:]
+def _clean_lines(
+    lines: list[str], title: str, credits: _Credits, page: _PageIndex
+) -> list[str]:
+    lines = _without_title_copy(lines, title, page)
     kept = [line for line in lines if not _is_noise_line(line)]
     while kept and credits.take(kept[-1]):
         kept.pop()
     return kept
+
+
+def _without_title_copy(lines: list[str], title: str, page: _PageIndex) -> list[str]:
+    """The headline repeated at the top of the body (after a tag or date line, at times) is
+    dropped once, unless the page itself has a paragraph that repeats the headline."""
+    wanted = title.casefold()
+    for index, line in enumerate(lines[:_TITLE_REPEAT_LINES]):
+        if line.casefold() == wanted:
+            if any(_text(p).casefold() == wanted for p in page.root.iter("p")):
+                return lines
+            return lines[:index] + lines[index + 1:]
+    return lines
 
 
 def _is_date_line(line: str) -> bool:

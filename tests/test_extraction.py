@@ -231,3 +231,66 @@ def test_garbage_gives_an_empty_article(junk: bytes | str) -> None:
 @given(st.binary(max_size=2000) | st.text(max_size=2000))
 def test_arbitrary_input_never_raises(junk: bytes | str) -> None:
     assert isinstance(extract_article(junk, URL), Article)
+
+
+# --- pages without Vietnamese-portal evidence (issue 14) --------------------------------------
+
+ENGLISH = [
+    "The city council approved the new budget on Tuesday after a debate that lasted more than "
+    "six hours, with twelve members voting in favour and three against the proposal.",
+    "The budget sets aside money for road repairs, two new libraries and a pilot programme "
+    "that will put public services online for residents of the outer districts.",
+    "Opponents said the plan relied on optimistic revenue forecasts and warned that the city "
+    "could face a shortfall if the economy slowed down during the coming year.",
+]
+EN_URL = "https://news.example.com/2026/11/council-budget"
+
+
+def english_page(body_class: str = "entry-content", extra: str = "") -> str:
+    body = "".join(f"<p>{p}</p>" for p in ENGLISH)
+    return (f"<html lang='en'><head><title>Council approves budget</title></head><body>"
+            f"<nav><a href='/'>Home</a> <a href='/world'>World</a></nav>"
+            f"<article><h1>Council approves budget</h1><div class='{body_class}'>{body}</div>"
+            f"</article>{extra}<footer>Contact us</footer></body></html>")
+
+
+@pytest.mark.parametrize("container", ["entry-content-read-more", "l-sidebar-fixed",
+                                       "share-wrapper content"])
+def test_a_body_container_named_with_a_widget_word_keeps_the_article(container: str) -> None:
+    article = extract_article(english_page(container), EN_URL)
+    assert all(p in article.text for p in ENGLISH)
+
+
+def test_intro_widgets_away_from_the_headline_are_not_put_in_front() -> None:
+    far = "".join(f"<div><span>filler {i}</span></div>" for i in range(70))
+    widget = ("<div class='intro'>Popular articles: the ten most read stories of the week on "
+              "this site, updated every hour</div>")
+    article = extract_article(english_page(extra=far + widget), EN_URL)
+    assert "Popular articles" not in article.text
+    assert article.text.startswith(ENGLISH[0])
+
+
+def test_react_comment_separators_do_not_cut_text() -> None:
+    html = english_page().replace("six hours", "six<!-- --> hours")
+    assert ENGLISH[0] in extract_article(html, EN_URL).text
+
+
+def test_a_comment_between_an_image_and_its_caption_is_harmless() -> None:
+    html = page("<div><img src='a.jpg'></div><!-- ảnh --><p><em>Ảnh minh họa</em></p>")
+    article = extract_article(html, URL)
+    assert article.failure is None and PARAGRAPHS[0] in article.text
+
+
+def test_read_more_link_lines_leave_the_body() -> None:
+    html = english_page().replace(
+        f"<p>{ENGLISH[1]}</p>",
+        f"<p>{ENGLISH[1]}</p><p>Read more: <a href='/x'>Why the city needs new libraries</a></p>")
+    article = extract_article(html, EN_URL)
+    assert "Read more" not in article.text and ENGLISH[2] in article.text
+
+
+def test_an_empty_article_carries_its_reason() -> None:
+    assert extract_article(b"", URL).failure == "no HTML document in the response"
+    empty = extract_article("<html><body><div><a href='/'>Home</a></div></body></html>", URL)
+    assert empty.is_empty and empty.failure == "no article text found on the page"
+    assert extract_article(page(), URL).failure is None

@@ -19,9 +19,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from scrapy.http import HtmlResponse, Request
+from scrapy.utils.test import get_crawler
 
 from crawler.sources import REPO_SOURCES_PATH
-from crawler.spiders.news import newest_first, read_sitemap
+from crawler.spiders.news import NewsSpider, newest_first, read_sitemap
 from crawler.urls import url_key
 from monitor.mirror import MirrorServer
 
@@ -224,3 +226,20 @@ def test_sitemap_index_shards_newest_first() -> None:
     dated = [{"loc": "https://x.vn/a.xml", "lastmod": "2025-01-01"},
              {"loc": "https://x.vn/b.xml", "lastmod": "2025-03-01"}]
     assert newest_first(dated)[0]["loc"] == "https://x.vn/b.xml"
+
+
+def test_a_page_without_article_text_is_an_error_with_its_reason() -> None:
+    """Nothing empty is stored: the page is counted and reported under its source, with why."""
+    crawler = get_crawler(NewsSpider)
+    spider = NewsSpider.from_crawler(crawler, sources="vov")
+    source = spider.selected[0]
+    url = "https://vov.vn/chuyen-doi-so/bai-viet-trong.html"
+    body = "<html><body><a href='/'>Trang chủ</a></body></html>".encode()
+    response = HtmlResponse(url=url, body=body, encoding="utf-8",
+                            request=Request(url, meta={"dtmon_source": "vov"}))
+
+    assert list(spider.parse_article(response)) == []
+    assert spider.source_errors["vov"] == [
+        f"no article text extracted (no article text found on the page), not stored: {url}"]
+    assert crawler.stats.get_value(f"dtmon/{source.name}/errors") == 1
+    assert crawler.stats.get_value(f"dtmon/{source.name}/empty_pages") == 1

@@ -259,7 +259,7 @@ class NewsSpider(scrapy.Spider):
             return
         article = extract_article(response.body, response.url, encoding=_http_charset(response))
         if article.is_empty:
-            self._empty(source, response.url, "no article text extracted")
+            self._empty(source, response.url, f"no article text extracted ({article.failure})")
             return
         digest = text_digest(article.text)
         if reason := self._not_an_article(source, response, article.canonical_url, digest):
@@ -405,8 +405,9 @@ class NewsSpider(scrapy.Spider):
         self.logger.error("[%s] %s", source.name, message)
 
     def _empty(self, source: Source, url: str, why: str) -> None:
+        """A page with no article text: counted, and recorded as an error with its reason."""
         self._count(source, "empty_pages")
-        self.logger.warning("[%s] %s, not stored: %s", source.name, why, url)
+        self._error(source, f"{why}, not stored: {url}")
 
 
 def _split_arg(value: str | Sequence[str]) -> list[str]:
