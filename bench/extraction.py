@@ -1,4 +1,11 @@
-"""Extraction throughput: dtmon's ``extract_article`` against plain ``trafilatura.extract``.
+"""Extraction quality and throughput: dtmon's ``extract_article`` against plain
+``trafilatura.extract``.
+
+Quality: precision, recall, F1, accuracy and exceptions of both extractors on
+``../shared/extraction-dev`` (990 real multilingual pages with gold snippets; the whole corpus
+and its development / held-out parts, see bench/extraction_corpus.py) and on the mirror's 21
+gold articles (body paragraphs must be found, boilerplate markers must not), in one run.
+``--quick`` scores every tenth page of the corpus.
 
 Both run on the same synthetic article pages (built from every usable real page template, see
 bench/synthetic.py), one core, best of three passes. ``extract_article`` decodes the bytes,
@@ -27,6 +34,7 @@ from pathlib import Path
 
 import trafilatura
 
+from bench import extraction_corpus as corpus
 from bench.synthetic import generate, templates
 from crawler.extraction import extract_article
 from monitor.mirror import DEFAULT_MIRROR_PATH
@@ -100,11 +108,58 @@ def _count_one(name: str, sample_file: Path) -> None:
             EXTRACTORS[name](page)
 
 
+def plain_text(page: corpus.GoldPage) -> str | None:
+    """Plain trafilatura as the corpus README measures it."""
+    return trafilatura.extract(page.html, url=page.url, include_comments=False,
+                               include_tables=True)
+
+
+def dtmon_text(page: corpus.GoldPage) -> str:
+    """dtmon's extraction of a gold page."""
+    return extract_article(page.html, page.url, encoding=page.encoding).text
+
+
+def quality_rows(name: str, ours: corpus.Score, plain: corpus.Score) -> list[dict]:
+    """Precision, recall, F1, accuracy and exceptions of both extractors."""
+    rows = [{"metric": f"{name} ({ours.pages} pages), extract_article {measure}",
+             "value": round(getattr(ours, measure), 3),
+             "baseline": round(getattr(plain, measure), 3),
+             "ratio": round(getattr(ours, measure) / (getattr(plain, measure) or 1), 3)}
+            for measure in ("precision", "recall", "f1", "accuracy")]
+    rows.append({"metric": f"{name}, exceptions", "value": ours.exceptions,
+                 "baseline": plain.exceptions})
+    return rows
+
+
+def quality() -> list[dict]:
+    """The quality rows: extraction-dev (all, development part, held-out part), mirror gold."""
+    rows = []
+    if dev_corpus := corpus.extraction_dev()[:: 50 if QUICK else 1]:
+        parts = dict(zip(("development part", "held-out part"), corpus.split(dev_corpus),
+                         strict=True))
+        scores = {part: (corpus.score(dtmon_text, pages), corpus.score(plain_text, pages))
+                  for part, pages in parts.items()}
+        ours, plain = (sum((s[i] for s in scores.values()), corpus.Score()) for i in (0, 1))
+        rows += quality_rows("extraction-dev", ours, plain)
+        rows[2]["target"] = "≥ 0.94, P and R ≥ plain's"
+        for part, (ours, plain) in scores.items():
+            rows.append({"metric": f"extraction-dev {part} ({ours.pages} pages), "
+                                   "extract_article P / R / F1",
+                         "value": f"{ours.precision:.3f} / {ours.recall:.3f} / {ours.f1:.3f}",
+                         "baseline": f"{plain.precision:.3f} / {plain.recall:.3f} / "
+                                     f"{plain.f1:.3f}"})
+    if gold := corpus.mirror_gold(DEFAULT_MIRROR_PATH):
+        rows += quality_rows("mirror gold", corpus.score(dtmon_text, gold),
+                             corpus.score(plain_text, gold))
+    return rows
+
+
 def run() -> list[dict]:
-    """Pages/s of both extractors and the pipeline's overhead over plain trafilatura."""
+    """Quality on the gold corpora, pages/s of both extractors and the overhead."""
+    rows = quality()
     sample = pages(PAGES)
     ours, plain = pages_per_second(list(EXTRACTORS.values()), sample)
-    rows = [
+    rows += [
         {"metric": f"extract_article, {len(sample)} pages", "value": round(ours),
          "unit": "pages/s", "baseline": round(plain), "ratio": round(ours / plain, 2)},
         {"metric": "extraction overhead over plain trafilatura.extract, in seconds",

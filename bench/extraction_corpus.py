@@ -72,6 +72,13 @@ class Score:
         total = self.tp + self.fn + self.fp + self.tn
         return (self.tp + self.tn) / total if total else 0.0
 
+    def __add__(self, other: Score) -> Score:
+        return Score(*(a + b for a, b in zip(self.counts(), other.counts(), strict=True)))
+
+    def counts(self) -> tuple[int, ...]:
+        """(tp, fn, fp, tn, exceptions, pages)."""
+        return self.tp, self.fn, self.fp, self.tn, self.exceptions, self.pages
+
     def add(self, page: GoldPage, text: str) -> None:
         """Count ``page``'s snippets against its extracted ``text``."""
         text = squash(text)
