@@ -16,6 +16,7 @@ import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from itertools import islice
 from urllib.parse import urljoin
 
 import trafilatura
@@ -29,8 +30,8 @@ _ETH = str.maketrans({"ð": "đ", "Ð": "Đ"})
 # --- parsing ----------------------------------------------------------------------------------
 
 _TOO_DEEP = "Excessive depth"
-# NUL and the other C0 controls (bar tab and line ends): libxml2 stops reading at the first one.
-_CONTROL_CHARACTERS = dict.fromkeys(c for c in range(32) if chr(c) not in "\t\n\r")
+_CONTROL_BYTES = bytes(c for c in range(32) if chr(c) not in "\t\n\r")
+_CONTROL_CHARACTERS = re.compile(f"[{re.escape(_CONTROL_BYTES.decode('ascii'))}]+")
 # An XHTML page's "<?xml … encoding=…?>": lxml refuses a decoded string that declares one.
 _XML_DECLARATION = re.compile(r"^\s*<\?xml[^>]*>")
 # Tags that only nest (never carry a paragraph break of their own): taken out of markup that is
@@ -191,7 +192,8 @@ class Article:
     @property
     def is_empty(self) -> bool:
         """True when no usable body text was found (fewer than a few words)."""
-        return len(_WORD.findall(self.text)) < _MIN_BODY_WORDS
+        words = islice(_WORD.finditer(self.text), _MIN_BODY_WORDS)
+        return sum(1 for _ in words) < _MIN_BODY_WORDS
 
 
 @dataclass
@@ -222,7 +224,7 @@ def extract_article(html: bytes | str, url: str, *, encoding: str | None = None)
     is empty and its ``failure`` says why (garbage, markup without text, an internal error).
     """
     try:
-        markup = decode_html(html, encoding)
+        markup = decode_html(_without_controls(html), encoding)
         tree = _parse(markup)
         if tree is None:
             return Article(failure="no HTML document in the response")
@@ -307,13 +309,21 @@ def _codec(name: str | None) -> str | None:
     return _CODEC_ALIASES.get(name, name)
 
 
+def _without_controls(data: bytes | str) -> bytes | str:
+    """``data`` without NUL and the other C0 controls (bar tab and line ends), at which libxml2
+    stops reading; in UTF-8 and the one-byte codepages those bytes are never part of a letter."""
+    if isinstance(data, bytes):
+        return data.translate(None, _CONTROL_BYTES)
+    return _CONTROL_CHARACTERS.sub("", data)
+
+
 def _parse(markup: str) -> etree._Element | None:
     """The page's tree without comments and processing instructions (React's ``<!-- -->``
-    separators would otherwise split text that trafilatura then loses), nor control characters.
-    Markup nested deeper
+    separators would otherwise split text that trafilatura then loses). Markup nested deeper
     than libxml2 follows (256 levels) is parsed again with its nesting tags taken out, since
     libxml2 drops whatever lies below that depth."""
-    markup = _XML_DECLARATION.sub("", markup.translate(_CONTROL_CHARACTERS), count=1)
+    if declaration := _XML_DECLARATION.match(markup):
+        markup = markup[declaration.end():]
     if not markup.strip():
         return None
     parser = lxml_html.HTMLParser(remove_comments=True, remove_pis=True, collect_ids=False)
