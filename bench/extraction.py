@@ -122,9 +122,9 @@ def dtmon_text(page: corpus.GoldPage) -> str:
 def quality_rows(name: str, ours: corpus.Score, plain: corpus.Score) -> list[dict]:
     """Precision, recall, F1, accuracy and exceptions of both extractors."""
     rows = [{"metric": f"{name} ({ours.pages} pages), extract_article {measure}",
-             "value": round(getattr(ours, measure), 3),
-             "baseline": round(getattr(plain, measure), 3),
-             "ratio": round(getattr(ours, measure) / (getattr(plain, measure) or 1), 3)}
+             "value": f"{getattr(ours, measure):.3f}",
+             "baseline": f"{getattr(plain, measure):.3f}",
+             "ratio": f"{getattr(ours, measure) / (getattr(plain, measure) or 1):.3f}"}
             for measure in ("precision", "recall", "f1", "accuracy")]
     rows.append({"metric": f"{name}, exceptions", "value": ours.exceptions,
                  "baseline": plain.exceptions})
