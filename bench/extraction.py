@@ -5,7 +5,7 @@ Quality: precision, recall, F1, accuracy and exceptions of both extractors on
 ``../shared/extraction-dev`` (990 real multilingual pages with gold snippets; the whole corpus
 and its development / held-out parts, see bench/extraction_corpus.py) and on the mirror's 21
 gold articles (body paragraphs must be found, boilerplate markers must not), in one run.
-``--quick`` scores every tenth page of the corpus.
+``--quick`` scores every fiftieth page of the corpus.
 
 Both run on the same synthetic article pages (built from every usable real page template, see
 bench/synthetic.py), one core, best of three passes. ``extract_article`` decodes the bytes,

@@ -1,11 +1,15 @@
-"""Article extraction: trafilatura at the core, generic Vietnamese-portal cleanup around it.
+"""Article extraction: trafilatura at the core, cleanup around it only where it has evidence.
 
-The page is decoded and parsed once with lxml. Metadata (title, date, author, credited
-source, tags, canonical URL) is read from that tree first, preferring structured metadata
-(``article:published_time``, JSON-LD, ``itemprop``) over visible lines; then boilerplate
-blocks common on Vietnamese portals (related-news lists, rating polls, visit counters,
-share/print tools, image captions, sign-off lines) are pruned and trafilatura extracts the
-body. Lead ("sapo") paragraphs that sit outside the body container are put back in front.
+The page is decoded and parsed once with lxml (comments, processing instructions and control
+bytes left out). Metadata (title, date, author, credited source, tags, canonical URL) is read
+from that tree first, preferring structured metadata (``article:published_time``, JSON-LD,
+``itemprop``) over visible lines. On Vietnamese portals (a .vn host, a page declaring or written
+in Vietnamese) boilerplate blocks common there (related-news lists, rating polls, visit
+counters, share/print tools, image captions, sign-off lines, portlet headings) are pruned before
+trafilatura extracts the body; on any other page trafilatura's own body is kept and only lines
+with evidence against them are dropped (link teasers, widget blocks, date stamps, trailing
+credits). The lead ("sapo", standfirst) next to the headline is put back in front. An article
+without text says why in ``Article.failure``.
 """
 
 from __future__ import annotations
