@@ -114,6 +114,13 @@ def test_so_meaning_number_is_not_digital(model) -> None:
     assert model.score("", "chuyển đổi số năm 2025").matched == {"chuyển đổi số": 1}
 
 
+def test_so_followed_by_punctuation_then_a_number_keeps_its_phrase(model) -> None:
+    for text in ("Kết quả chuyển đổi số: 98% hồ sơ được giải quyết đúng hạn.",
+                 "KẾT QUẢ CHUYỂN ĐỔI SỐ: 98% HỒ SƠ", "Về kinh tế số, 3 doanh nghiệp đã lên sàn."):
+        assert len(model.score("", text).matched) == 1, text
+    assert model.score("", "Quyết định số: 57/QĐ-UBND về bão số 3").matched == {}
+
+
 def test_longer_neutral_phrase_shadows_the_term_inside_it(model) -> None:
     result = model.score("", "Trao tặng đầu thu truyền hình kỹ thuật số cho hộ nghèo.")
     assert result.matched == {}
