@@ -24,21 +24,26 @@ DEV_SET = DATA / "topics_dev.jsonl"
 REAL_SET = DATA / "topics_real.jsonl"
 # Labelled sets (file, split): ours, two written by people who had not seen config/topics.yaml
 # (each first measured blind, then used to widen the vocabulary), and real pages collected from
-# the web with their URLs, whose held-out part was scored once, at the end (tests/data/README.md).
+# the web with their URLs (tests/data/README.md): a dev part, a first held-out part that was
+# scored once and then became development data, and a final held-out part scored once, at the end.
 LABELLED_SETS = [
     (DEV_SET, None),
     (DATA / "topics_holdout.jsonl", None),
     (DATA / "topics_blind2.jsonl", None),
     (REAL_SET, "dev"),
+    (REAL_SET, "holdout-1"),
     (REAL_SET, "holdout"),
 ]
+REAL_SPLIT_IDS = {
+    "dev": "real_dev", "holdout-1": "real_first_holdout", "holdout": "real_final_holdout"
+}
 BASE_FIELDS = {"id", "title", "text", "label", "hard", "note"}
 REAL_FIELDS = BASE_FIELDS | {"reason", "url", "split"}
 
 
 def labelled_id(labelled: tuple[Path, str | None]) -> str:
     path, split = labelled
-    return f"{path.stem}-{split}" if split else path.stem
+    return REAL_SPLIT_IDS[split] if split else path.stem
 DTMON = [sys.executable, "-m", "monitor"]
 
 
@@ -99,8 +104,9 @@ def test_real_set_is_from_unmeasured_pages_and_split_once() -> None:
     urls = [row["url"] for row in rows]
     assert len(rows) >= 150 and len(set(urls)) == len(urls)
     assert sum(row["hard"] for row in rows) * 2 >= len(rows)
-    held_out = sum(row["split"] == "holdout" for row in rows)
-    assert len(rows) // 4 <= held_out <= len(rows) // 2
+    parts = {split: sum(row["split"] == split for row in rows) for split in REAL_SPLIT_IDS}
+    assert sum(parts.values()) == len(rows)
+    assert parts["holdout-1"] >= 50 and parts["holdout"] >= 50 and parts["dev"] >= 100
     measured = REPO.parent / "shared" / "measured-urls.txt"
     if not measured.exists():
         pytest.skip(f"{measured} not found: cannot check the URLs against the measured pages")
