@@ -33,6 +33,13 @@ DEFAULT_TOPICS_PATH = Path(__file__).resolve().parents[1] / "config" / "topics.y
 NEGATIVE_MARK = "-"  # prefix of a negative phrase in ``TopicResult.matched``
 _SO = match_key("số")
 _NUMBER_SENSE = "#"  # appended to the key of a "số" that means "number"
+# A "số" directly followed by punctuation ends its phrase ("Kết quả chuyển đổi số: 98% hồ sơ"), so
+# the number after the mark is not the "number" it counts. Keys drop punctuation, so the mark is
+# turned into a token of its own first: "_" is a word character, kept in the key, and in no
+# phrase. The pattern starts with the literal "ố" so the engine can skip ahead to it.
+_SO_BEFORE_MARK = re.compile(r"ố(?<=[sS]ố)(?=[^\w\s])")
+_SO_BEFORE_MARK_UPPER = re.compile(r"Ố(?<=SỐ)(?=[^\w\s])")
+_MARK_TOKEN = " _"
 _RESCORE_BATCH = 500
 
 Weight = Annotated[float, Field(gt=0)]
@@ -155,7 +162,7 @@ class TopicModel:
         """The key phrases are found in: "số" followed by a number word reads "number" (``số
         3``, ``số lượng``) and gets a key of its own, so a phrase ending in "số" never ends
         there (while "Nghị quyết số 57", keyed the same way, still matches)."""
-        return self._number_so.sub(_SO + _NUMBER_SENSE, match_key(text))
+        return self._number_so.sub(_SO + _NUMBER_SENSE, match_key(_separate_so(text)))
 
     def _phrases_in(self, key: str) -> Iterator[tuple[int, _Phrase]]:
         """(sentence index, phrase) of each phrase in a :meth:`_key` string, left to right."""
@@ -176,7 +183,7 @@ class TopicModel:
         """Score an article from its extracted title and body text."""
         cfg = self.config
         title_found = self.find(title or "")
-        body = self._number_so.sub(_SO + _NUMBER_SENSE, sentence_key(text or ""))
+        body = self._number_so.sub(_SO + _NUMBER_SENSE, sentence_key(_separate_so(text or "")))
         parts = body.split(SENTENCE_MARK)  # an empty sentence is "" or " " between two marks
         sentences = len(parts) - parts.count(" ") - parts.count("")
         body_found: Counter[_Phrase] = Counter()
@@ -211,6 +218,15 @@ class TopicModel:
             focus_factor=factor,
             neutral=dict(neutral),
         )
+
+
+def _separate_so(text: str) -> str:
+    """``text`` with a token between "số" and the punctuation right after it (see
+    :data:`_SO_BEFORE_MARK`), so that the number which may follow is not read as its object."""
+    text = _SO_BEFORE_MARK.sub("ố" + _MARK_TOKEN, text)
+    if "Ố" in text:
+        text = _SO_BEFORE_MARK_UPPER.sub("Ố" + _MARK_TOKEN, text)
+    return text
 
 
 def _spaced(key: str) -> str:

@@ -120,9 +120,16 @@ def evaluate(
     errors: Annotated[
         bool, typer.Option("--errors", help="List the misclassified ids and why.")
     ] = False,
+    split: Annotated[
+        str | None,
+        typer.Option("--split", help='Only records whose "split" field is this (dev, holdout).'),
+    ] = None,
     topics: TopicsOption = None,
 ) -> None:
-    """Print precision, recall and F1 of the topic model on a labelled file."""
+    """Print precision, recall and F1 of the topic model on a labelled file.
+
+    Records with "hard": true are also counted apart, in the "hard ..." lines.
+    """
     model = _model(topics)
     try:
         with file.open(encoding="utf-8") as stream:
@@ -131,20 +138,29 @@ def evaluate(
         raise _fail(f"{file}: cannot read: {exc.strerror or exc}") from None
     except InputError as exc:
         raise _fail(str(exc)) from None
+    if split is not None:
+        records = [record for record in records if record.get("split") == split]
+        if not records:
+            raise _fail(f'{file}: no record has "split": "{split}"')
     counts = {"tp": 0, "fp": 0, "fn": 0, "tn": 0}
+    hard_counts = dict(counts)
     mistakes = []
     for record in records:
         if record["label"] not in ("on", "off"):
             raise _fail(f'{file} line {record["_line"]}: label must be "on" or "off"')
         result = model.score(record.get("title") or "", record["text"])
         expected = record["label"] == "on"
-        counts[
-            ("t" if result.relevant == expected else "f") + ("p" if result.relevant else "n")
-        ] += 1
+        outcome = ("t" if result.relevant == expected else "f") + ("p" if result.relevant else "n")
+        counts[outcome] += 1
+        if record.get("hard") is True:
+            hard_counts[outcome] += 1
         if result.relevant != expected:
             mistakes.append((record["id"], record["label"], result.explain()))
     for line in _metrics_lines(counts):
         typer.echo(line)
+    if any(hard_counts.values()):
+        for line in _metrics_lines(hard_counts)[:3]:
+            typer.echo(f"hard {line}")
     if errors:
         for identifier, label, why in mistakes:
             typer.echo(f"{identifier} (labelled {label}): {why}")
