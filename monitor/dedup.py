@@ -45,7 +45,6 @@ stories sharing a duplicate pair can join them.
 from __future__ import annotations
 
 import hashlib
-import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -56,7 +55,7 @@ import numpy as np
 from sqlalchemy import Select, and_, bindparam, insert, or_, select
 from sqlalchemy.orm import Session
 
-from crawler.vietnamese import match_tokens
+from crawler.vietnamese import SENTENCE_MARK, match_tokens, sentence_key
 from storage.models import Article, ArticleFingerprint, LshBucket, SentenceFingerprint, Story
 
 SHINGLE_SIZE = 5
@@ -83,7 +82,6 @@ _MERSENNE_PRIME = np.uint64((1 << 61) - 1)
 _MAX_HASH = np.uint64((1 << 32) - 1)
 _SIGNATURE_DTYPE = np.dtype("<u4")
 _SHINGLE_MULTIPLIER = np.uint64(0x100000001B3)  # FNV-1a's 64-bit prime
-_SENTENCE_END = re.compile(r"(?<=[.!?…])\s+|\s*\n\s*")
 
 
 @dataclass(frozen=True)
@@ -97,9 +95,11 @@ class Fingerprint:
 
     @classmethod
     def of(cls, text: str) -> Fingerprint:
-        """The fingerprint of ``text``."""
-        shingle_hashes = shingles(text)
-        keys = tuple(dict.fromkeys(sentence_hash(t) for t in long_sentences(text)))
+        """The fingerprint of ``text`` (its text tokenised once)."""
+        sentences = token_sentences(text)
+        shingle_hashes = np.unique(_sequence([token for tokens in sentences for token in tokens]))
+        keys = tuple(dict.fromkeys(sentence_hash(tokens) for tokens in sentences
+                                   if len(tokens) >= MIN_SENTENCE_TOKENS))
         return cls(shingle_hashes, signature(shingle_hashes), keys[:MAX_SENTENCE_KEYS])
 
 
@@ -124,7 +124,10 @@ def shingle_sequence(text: str) -> np.ndarray:
     form and punctuation do not matter. A shingle's hash is a polynomial of its tokens' hashes
     (computed for all shingles at once), stable across processes and machines.
     """
-    tokens = match_tokens(text)
+    return _sequence(match_tokens(text))
+
+
+def _sequence(tokens: list[str]) -> np.ndarray:
     if not tokens:
         return np.empty(0, dtype=np.uint64)
     cached = _TOKEN_HASHES.get
@@ -188,8 +191,15 @@ class _Shingled:
     unique: np.ndarray
 
     @classmethod
-    def of(cls, text: str) -> _Shingled:
-        sequence = shingle_sequence(text)
+    def of(cls, text: str, boilerplate: frozenset[int] = frozenset()) -> _Shingled:
+        """The shingles of ``text`` without its sentences whose hash is in ``boilerplate``."""
+        if not boilerplate:
+            sequence = shingle_sequence(text)
+        else:
+            sequence = _sequence([token for tokens in token_sentences(text)
+                                  if len(tokens) < MIN_SENTENCE_TOKENS
+                                  or sentence_hash(tokens) not in boilerplate
+                                  for token in tokens])
         return cls(sequence, np.unique(sequence))
 
 
@@ -228,27 +238,27 @@ def is_duplicate(a_text: str, b_text: str) -> bool:
 # --- sentences and boilerplate --------------------------------------------------------------
 
 
+def token_sentences(text: str) -> list[list[str]]:
+    """The match tokens of each sentence of ``text`` (a sentence ends at ``. ! ? …`` or at the
+    end of a line, as in :func:`crawler.vietnamese.sentence_key`)."""
+    sentences: list[list[str]] = [[]]
+    for token in sentence_key(text).split():
+        if token == SENTENCE_MARK:
+            sentences.append([])
+        else:
+            sentences[-1].append(token)
+    return [tokens for tokens in sentences if tokens]
+
+
 def long_sentences(text: str) -> list[list[str]]:
-    """The match tokens of the sentences (or lines) of ``text`` with at least
-    ``MIN_SENTENCE_TOKENS`` tokens, in text order."""
-    return [tokens for part in _SENTENCE_END.split(text)
-            if len(tokens := match_tokens(part)) >= MIN_SENTENCE_TOKENS]
+    """The sentences of ``text`` with at least ``MIN_SENTENCE_TOKENS`` tokens, in text order."""
+    return [tokens for tokens in token_sentences(text) if len(tokens) >= MIN_SENTENCE_TOKENS]
 
 
 def sentence_hash(tokens: list[str]) -> int:
     """Stable signed 64-bit hash of a sentence's match tokens."""
     return int.from_bytes(hashlib.blake2b(" ".join(tokens).encode("utf-8"), digest_size=8)
                           .digest(), "little", signed=True)
-
-
-def without_sentences(text: str, hashes: frozenset[int]) -> str:
-    """``text`` without the long sentences whose hash is in ``hashes`` (lines kept apart)."""
-    if not hashes:
-        return text
-    kept = [part for part in _SENTENCE_END.split(text)
-            if len(tokens := match_tokens(part)) < MIN_SENTENCE_TOKENS
-            or sentence_hash(tokens) not in hashes]
-    return "\n".join(kept)
 
 
 # --- MinHash signatures and LSH buckets -----------------------------------------------------
@@ -410,9 +420,8 @@ def best_match(text: str, candidates: Iterable[tuple[int, int, str]],
     """The candidate ``(article_id, story_id, text)`` that is a copy of ``text`` with the
     strongest figures (containment, then similarity; ties to the oldest article), if any.
     Sentences in ``boilerplate`` are removed from both texts first."""
-    mine = _Shingled.of(without_sentences(text, boilerplate))
-    matches = [_Match(article_id, story_id,
-                      _figures(mine, _Shingled.of(without_sentences(other, boilerplate))))
+    mine = _Shingled.of(text, boilerplate)
+    matches = [_Match(article_id, story_id, _figures(mine, _Shingled.of(other, boilerplate)))
                for article_id, story_id, other in candidates]
     matches = [m for m in matches if m.figures.duplicate]
     return min(matches, default=None, key=lambda m: (-m.figures.containment,
