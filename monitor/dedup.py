@@ -349,18 +349,24 @@ class SentenceMatches:
     boilerplate: frozenset[int]
 
 
+@cache
+def _sentences_query() -> Select:
+    """The rows of the given sentence hashes (one expanding parameter; a Core statement: the
+    ORM's per-row bookkeeping would cost more than the lookup)."""
+    table = SentenceFingerprint.__table__
+    return (select(table.c.sentence_hash, table.c.article_id, table.c.source_id)
+            .where(table.c.sentence_hash.in_(bindparam("hashes", expanding=True)))
+            .limit(MAX_SENTENCE_ROWS))
+
+
 def sentence_matches(session: Session, fingerprint: Fingerprint, source_id: int,
                      exclude: int | None = None) -> SentenceMatches:
     """Look the article's long sentences up in ``sentence_fingerprints`` (one query)."""
     if not fingerprint.sentence_hashes:
         return SentenceMatches(frozenset(), frozenset())
-    rows = session.execute(
-        select(SentenceFingerprint.sentence_hash, SentenceFingerprint.article_id,
-               SentenceFingerprint.source_id)
-        .where(SentenceFingerprint.sentence_hash.in_(fingerprint.sentence_hashes))
-        .limit(MAX_SENTENCE_ROWS)
-    ).all()
-    rows = [row for row in rows if row.article_id != exclude]
+    rows = [row for row in session.connection().execute(
+                _sentences_query(), {"hashes": list(fingerprint.sentence_hashes)})
+            if row.article_id != exclude]
     same_source = Counter(row.sentence_hash for row in rows if row.source_id == source_id)
     boilerplate = frozenset(h for h, n in same_source.items() if n >= BOILERPLATE_ARTICLES)
     return SentenceMatches(
@@ -420,6 +426,9 @@ def best_match(text: str, candidates: Iterable[tuple[int, int, str]],
     """The candidate ``(article_id, story_id, text)`` that is a copy of ``text`` with the
     strongest figures (containment, then similarity; ties to the oldest article), if any.
     Sentences in ``boilerplate`` are removed from both texts first."""
+    candidates = list(candidates)
+    if not candidates:
+        return None
     mine = _Shingled.of(text, boilerplate)
     matches = [_Match(article_id, story_id, _figures(mine, _Shingled.of(other, boilerplate)))
                for article_id, story_id, other in candidates]
