@@ -132,6 +132,23 @@ class LshBucket(Base):
     article_id: Mapped[int] = mapped_column(ForeignKey("articles.id"), primary_key=True, index=True)
 
 
+class SentenceFingerprint(Base):
+    """A long sentence of an article (hash of its match tokens), with the article's source.
+
+    Articles sharing a sentence are duplicate candidates even when their lengths differ too much
+    for the LSH buckets; a sentence found in several articles of one source is that source's
+    boilerplate. The primary key (sentence_hash, article_id) is the lookup index (WITHOUT ROWID
+    on SQLite).
+    """
+
+    __tablename__ = "sentence_fingerprints"
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+    sentence_hash: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # signed 64-bit
+    article_id: Mapped[int] = mapped_column(ForeignKey("articles.id"), primary_key=True, index=True)
+    source_id: Mapped[int] = mapped_column(Integer)
+
+
 # --- alerts outbox (monitor.alerts) ---------------------------------------------------------
 
 
