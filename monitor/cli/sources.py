@@ -12,6 +12,8 @@ from rich.console import Console
 from rich.table import Table
 
 from crawler.sources import Registry, Source, SourceConfigError, load_registry
+from monitor.cli.common import open_database
+from monitor.health import health_report
 
 app = typer.Typer(help="List and validate the source registry (config/sources.yaml).",
                   no_args_is_help=True)
@@ -33,6 +35,13 @@ def _discovery(source: Source) -> str:
         how = f"{paging.method} from {paging.first}" if paging else "rel=next"
         parts.append(f"listing ({how}, ≤{listing.max_pages} pages)")
     return "; ".join(parts)
+
+
+def _configured(source: Source) -> str:
+    """``evidence (family)``, ``family (family)``, ``evidence`` or ``generic``."""
+    if source.configured == "generic":
+        return "generic"
+    return f"{source.configured} ({source.family})" if source.family else source.configured
 
 
 def _has_provinces(path: Path) -> bool:
@@ -57,15 +66,19 @@ def list_sources(
     registry = _load_or_exit(None, sources or [])
     if as_json:
         for source in registry.sources:
-            typer.echo(json.dumps(source.model_dump(mode="json"), ensure_ascii=False))
+            record = {**source.model_dump(mode="json"), "configured": source.configured}
+            typer.echo(json.dumps(record, ensure_ascii=False))
         return
     table = Table(title=f"{len(registry.sources)} sources, {len(registry.provinces)} provinces")
-    for column in ("name", "kind", "province", "domains", "discovery"):
+    for column in ("name", "kind", "province", "domains", "discovery", "configured"):
         table.add_column(column)
     for source in registry.sources:
         table.add_row(source.name, source.kind, source.province or "—",
-                      ", ".join(source.all_hosts), _discovery(source))
+                      ", ".join(source.all_hosts), _discovery(source), _configured(source))
     Console().print(table)
+    for source in registry.sources:
+        if source.configured == "generic":
+            typer.echo(f"{source.name} is generic: {source.generic_reason or 'no reason given'}")
 
 
 @app.command()
@@ -83,3 +96,35 @@ def validate(
         raise typer.Exit(1)
     registry = _load_or_exit(full[0] if full else None, [f for f in files if f not in full])
     typer.echo(f"OK: {len(registry.sources)} sources, {len(registry.provinces)} provinces")
+
+
+@app.command()
+def check(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per source and line.")]
+    = False,
+    sources: Annotated[list[Path] | None, typer.Option(
+        "--sources", help="Extra YAML file holding only `sources:` (repeatable).")] = None,
+) -> None:
+    """Per source: how it is configured (family, evidence count) and whether its last crawl
+    found articles (from the run records of the database)."""
+    registry = _load_or_exit(None, sources or [])
+    _, sessions = open_database()
+    health = {h.source: h for h in health_report(sessions, [s.name for s in registry.sources])}
+    rows = [{"name": s.name, "configured": s.configured, "family": s.family,
+             "evidence": len(s.evidence), "generic_reason": s.generic_reason,
+             "last_run_at": health[s.name].record()["last_run_at"],
+             "articles_found": health[s.name].articles_found} for s in registry.sources]
+    if as_json:
+        for row in rows:
+            typer.echo(json.dumps(row, ensure_ascii=False))
+        return
+    table = Table(title="How each source is configured, and what its last crawl found")
+    for column in ("name", "configured", "family", "evidence", "last crawl"):
+        table.add_column(column)
+    for row in rows:
+        found = ("never crawled" if row["last_run_at"] is None
+                 else f"{row['articles_found']} article(s)" if row["articles_found"]
+                 else "NO ARTICLES")
+        table.add_row(row["name"], row["configured"], row["family"] or "—",
+                      str(row["evidence"]), found)
+    Console().print(table)
