@@ -37,13 +37,6 @@ def _discovery(source: Source) -> str:
     return "; ".join(parts)
 
 
-def _configured(source: Source) -> str:
-    """``evidence (family)``, ``family (family)``, ``evidence`` or ``generic``."""
-    if source.configured == "generic":
-        return "generic"
-    return f"{source.configured} ({source.family})" if source.family else source.configured
-
-
 def _has_provinces(path: Path) -> bool:
     """Whether ``path`` is a full registry (has ``provinces:``); unreadable files count as full
     so that loading them reports the problem."""
@@ -62,7 +55,8 @@ def list_sources(
         "--sources", help="Extra YAML file holding only `sources:`, merged after the registry "
                           "(repeatable).")] = None,
 ) -> None:
-    """Show every source: name, kind, province, domains and how its articles are found."""
+    """Show every source: name, kind, province, domains and how its articles are found
+    (`--json` adds how it is configured: `configured` = evidence, family or generic)."""
     registry = _load_or_exit(None, sources or [])
     if as_json:
         for source in registry.sources:
@@ -70,15 +64,12 @@ def list_sources(
             typer.echo(json.dumps(record, ensure_ascii=False))
         return
     table = Table(title=f"{len(registry.sources)} sources, {len(registry.provinces)} provinces")
-    for column in ("name", "kind", "province", "domains", "discovery", "configured"):
+    for column in ("name", "kind", "province", "domains", "discovery"):
         table.add_column(column)
     for source in registry.sources:
         table.add_row(source.name, source.kind, source.province or "—",
-                      ", ".join(source.all_hosts), _discovery(source), _configured(source))
+                      ", ".join(source.all_hosts), _discovery(source))
     Console().print(table)
-    for source in registry.sources:
-        if source.configured == "generic":
-            typer.echo(f"{source.name} is generic: {source.generic_reason or 'no reason given'}")
 
 
 @app.command()
