@@ -78,6 +78,9 @@ _SITE_NAME = re.compile(
     re.I,
 )
 _LOGO_CLASS = re.compile(r"logo|brand|banner|site-?name|header")
+# A portlet's own heading (Liferay's <h1 class="portlet-title">: the section's name above the
+# article, R §2.2 Bắc Giang), not the article's headline.
+_PORTLET_HEADING_CLASS = re.compile(r"\bportlet-title\b")
 _DATE_CLASS = re.compile(r"date|time|ngay|publish|post")
 _BYLINE_CLASS = re.compile(r"author|byline|tac-?gia|tacgia|writer|signature|\bsource|nguon")
 _RIGHT_ALIGNED = re.compile(r"text-align\s*:\s*right")
@@ -388,7 +391,9 @@ def _title(tree: etree._Element, head: _HeadData, page: _PageIndex) -> str:
     title_tag = next(tree.iter("title"), None)
     candidates = [
         head.first("og:title", "twitter:title"),
-        next((_text(h1) for h1 in tree.iter("h1") if not _in_site_header(h1)), None),
+        next((_text(h1) for h1 in tree.iter("h1")
+              if not _in_site_header(h1) and not _PORTLET_HEADING_CLASS.search(_marks(h1))),
+             None),
         headline if isinstance(headline, str) else None,
         _headline_element_text(page),
         _text(title_tag) if title_tag is not None else None,
