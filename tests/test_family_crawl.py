@@ -34,12 +34,13 @@ class Case:
     page2: str  # URL of page 2 (GET) or the POST target
     pager: str  # page 1's link to page 2
     form: dict[str, str] = field(default_factory=dict)  # POST fields of page 2
-    entry: dict = field(default_factory=dict)  # what the source entry adds to the family
+    links: str | None = None  # the source's own listing selector, where it has one
 
     @property
     def source(self) -> dict:
+        listing = {"url": self.listing, **({"links": self.links} if self.links else {})}
         return {"name": self.family.replace("-", ""), "family": self.family,
-                "listings": [{"url": self.listing}], **self.entry}
+                "listings": [listing]}
 
 
 VIEWSTATE = "/wEPDwUKMTY3NzE5MjIyNg9kFgJmD2QWAgIDD2QWAgIBDxYCHgtfIUl0ZW1Db3VudAIKZGQ="
@@ -85,6 +86,34 @@ CASES = [
              "nghe-an-ket-noi-du-lieu-dan-cu-voi-he-thong-mot-cua-900096")),
          page2="https://nghean.gov.vn/tin-tuc-su-kien-73053?page=2",
          pager='<li><a href="/tin-tuc-su-kien-73053?page=2">2</a></li>'),
+    Case("ui-article-in-menu", "https://ninhbinh.gov.vn/kinh-te",
+         tuple(f"https://ninhbinh.gov.vn/kinh-te/{slug}.html" for slug in (
+             "ninh-binh-so-hoa-quy-trinh-cap-phep-dau-tu-428101",
+             "doanh-nghiep-nho-va-vua-duoc-ho-tro-chuyen-doi-so-428102",
+             "hoi-cho-thuong-mai-dien-tu-nong-san-ninh-binh-428060",
+             "thanh-toan-khong-dung-tien-mat-tai-cac-cho-truyen-thong-428061")),
+         page2=("https://ninhbinh.gov.vn/DesktopModule/UIArticleInMenu/"
+                "ArticleInMenuPagination.aspx/LoadArticle"),
+         pager='<a href="javascript:loadPage(2)">2</a>',
+         form={"article_category_id": "1203", "site_id": "4", "page": "2", "page_size": "15",
+               "lang": "vi-VN"}),
+    Case("layout-type-2", "https://gialai.gov.vn/tin-tuc/thong-tin-chi-dao-dieu-hanh",
+         tuple(f"https://gialai.gov.vn/tin-tuc/thong-tin-chi-dao-dieu-hanh/{slug}.html"
+               for slug in ("gia-lai-trien-khai-so-tay-chuyen-doi-so-cho-cap-xa",
+                            "ra-soat-du-lieu-dat-dai-phuc-vu-dich-vu-cong-truc-tuyen",
+                            "ubnd-tinh-chi-dao-day-nhanh-giai-ngan-von-chuyen-doi-so",
+                            "tang-cuong-an-toan-thong-tin-tai-cac-co-quan-nha-nuoc")),
+         page2="https://gialai.gov.vn/tin-tuc/thong-tin-chi-dao-dieu-hanh?page=2",
+         pager=('<a href="/tin-tuc/thong-tin-chi-dao-dieu-hanh?page=2">2</a> <a class="next-pages"'
+                ' href="/tin-tuc/thong-tin-chi-dao-dieu-hanh?page=2">›</a>')),
+    Case("drupal", "https://phutho.gov.vn/vi/thanhpholehoi/cac-le-hoi",
+         tuple(f"https://phutho.gov.vn/vi/thanhpholehoi/{slug}" for slug in (
+             "le-hoi-den-hung-ung-dung-ve-dien-tu-va-ban-do-so",
+             "phu-tho-so-hoa-ho-so-di-san-hat-xoan",
+             "le-hoi-tro-tram-gioi-thieu-tren-nen-tang-du-lich-thong-minh",
+             "le-hoi-rung-cuoc-thu-nghiem-dat-cho-truc-tuyen")),
+         page2="https://phutho.gov.vn/vi/thanhpholehoi/cac-le-hoi?page=1",
+         pager='<li><a href="?page=1">2</a></li>', links=".post-item .pt-post__title a"),
 ]
 TITLES = ("Tỉnh đẩy mạnh chuyển đổi số trong cơ quan nhà nước năm 2025",
           "Hỗ trợ người dân kích hoạt định danh điện tử mức độ 2",
@@ -104,18 +133,23 @@ def _template(case: Case, part: str) -> Template:
     return Template((FIXTURES / f"{case.family}.{part}.html").read_text("utf-8"))
 
 
-def _listing_page(case: Case, numbers: range, pager: str) -> str:
+def _listing_page(case: Case, numbers: range, pager: str, page: str = "listing") -> str:
     item = _template(case, "item")
     items = "".join(item.substitute(url=urlsplit(case.articles[n]).path, title=TITLES[n],
                                     date=DATES[n]) for n in numbers)
-    return _template(case, "listing").substitute(items=items, pager=pager, viewstate=VIEWSTATE)
+    return _template(case, page).substitute(items=items, pager=pager, viewstate=VIEWSTATE)
+
+
+def _second_page(case: Case) -> str:
+    """Page 2: the listing page again, or the family's own answer (a POST's HTML fragment)."""
+    page = "page2" if (FIXTURES / f"{case.family}.page2.html").exists() else "listing"
+    return _listing_page(case, range(2, 4), "", page)
 
 
 def write_site(case: Case, root: Path) -> Path:
     """A mirror folder: listing page 1 (linking page 2), page 2, and the four articles."""
     pages = [("GET", case.listing, {}, _listing_page(case, range(2), case.pager)),
-             ("POST" if case.form else "GET", case.page2, case.form,
-              _listing_page(case, range(2, 4), "")),
+             ("POST" if case.form else "GET", case.page2, case.form, _second_page(case)),
              *(("GET", url, {}, _template(case, "article").substitute(
                  title=TITLES[n], date=DATES[n], body=_body(n)))
                for n, url in enumerate(case.articles))]
