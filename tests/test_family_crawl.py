@@ -68,7 +68,7 @@ CASES = [
          pager=('<li><a href="/vi_VN/tin-tuc-chuyen-do-so?p_p_id=101_INSTANCE_Xy7Lm2Qw'
                 '&amp;_101_INSTANCE_Xy7Lm2Qw_cur=2">Tiếp</a></li>')),
     Case("webforms-postback", "https://khanhhoa.gov.vn/vi/tin-hoat-dong-cua-lanh-dao-tinh",
-         tuple(f"https://khanhhoa.gov.vn/vi/{slug}" for slug in (
+         tuple(f"https://khanhhoa.gov.vn/vi/tin-hoat-dong-cua-lanh-dao-tinh/{slug}" for slug in (
              "lanh-dao-tinh-lam-viec-voi-so-khoa-hoc-va-cong-nghe-ve-chuyen-doi-so",
              "khanh-hoa-khai-truong-trung-tam-dieu-hanh-thong-minh-cua-tinh",
              "chu-tich-ubnd-tinh-doi-thoai-voi-doanh-nghiep-cong-nghe-so",
