@@ -209,6 +209,12 @@ class Family(_Model):
     boilerplate: list[CssSelector] = []
     evidence: list[str] = Field(min_length=1)
 
+    @model_validator(mode="after")
+    def _check_next_page(self) -> Family:
+        if self.next_page is not None:  # checked as it would be for a listing of the family
+            NextPage.model_validate(_fill_listing(self.next_page, "https://portal.example.vn/"))
+        return self
+
     def source_entry(self, entry: dict[str, Any]) -> dict[str, Any]:
         """``entry`` (a source's YAML mapping) with this family's values where it has none."""
         merged = dict(entry)

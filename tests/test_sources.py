@@ -224,6 +224,8 @@ def test_a_family_fills_in_what_the_entry_does_not_give(tmp_path: Path):
      ["sources[0] 'a'", "field 'family'", "unknown family 'nope'", "known: tandan"]),
     (FAMILY + BROKEN_FAMILY, "- {name: a, start_urls: ['https://a.vn/']}",
      ["families.broken", "field 'evidence'"]),
+    (FAMILY.replace("{listing}?PageIndex={page}", "{listing}?PageIndex={pg}"),
+     "- {name: a, start_urls: ['https://a.vn/']}", ["families.tandan", "uses ['pg']"]),
 ])
 def test_family_mistakes_name_the_family_or_the_entry(tmp_path: Path, families, sources_yaml,
                                                       expected):
