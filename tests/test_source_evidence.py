@@ -89,7 +89,7 @@ def test_sources_list_json_says_how_each_source_is_configured():
     assert by_name["dienbien"]["configured"] == "evidence"
     assert by_name["dienbien"]["family"] == "sharepoint-tandan"
     assert by_name["camau"]["configured"] == "family"
-    assert by_name["laocai"]["configured"] == "generic" and by_name["laocai"]["generic_reason"]
+    assert by_name["langson"]["configured"] == "generic" and by_name["langson"]["generic_reason"]
 
 
 def test_sources_check_shows_family_evidence_and_whether_the_last_crawl_found_articles(
