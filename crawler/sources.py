@@ -334,11 +334,9 @@ FileModel = TypeVar("FileModel", _MainFile, _ExtraFile)
 class Registry:
     """The validated provinces and sources, with look-ups by name and by host."""
 
-    def __init__(self, provinces: list[Province], sources: list[Source],
-                 families: dict[str, Family] | None = None) -> None:
+    def __init__(self, provinces: list[Province], sources: list[Source]) -> None:
         self.provinces = provinces
         self.sources = sources
-        self.families = families or {}
         self._by_name = {s.name: s for s in sources}
         self._source_by_host = {bare_host(h): s for s in sources for h in s.all_hosts}
         self._province_by_host = {bare_host(h): p.name for p in provinces for h in p.hosts}
@@ -396,7 +394,7 @@ def load_registry(path: str | Path | None = None, extra: Iterable[str | Path] = 
         _fill_province(source, registry, names, _where(file, "sources", index, source.name))
         sources.append(source)
     _check_unique_sources(entries, sources)
-    return Registry(provinces, sources, families)
+    return Registry(provinces, sources)
 
 
 @lru_cache(maxsize=1)

@@ -92,7 +92,7 @@ def test_sources_list_json_says_how_each_source_is_configured():
     assert by_name["langson"]["configured"] == "generic" and by_name["langson"]["generic_reason"]
 
 
-def test_sources_check_shows_family_evidence_and_whether_the_last_crawl_found_articles(
+def test_sources_check_shows_family_evidence_and_what_the_last_crawl_found(
         crawled_database: str, registry: Registry):
     from monitor.cli import app
 
@@ -102,7 +102,8 @@ def test_sources_check_shows_family_evidence_and_whether_the_last_crawl_found_ar
     rows = {row["name"]: row for row in map(json.loads, result.stdout.splitlines())}
     assert len(rows) == len(registry.sources)
     for name in ("vov", "hue", "hagiang", "dongnai"):  # crawled from the mirror
-        assert rows[name]["last_run_at"] and rows[name]["articles_found"] > 0, rows[name]
+        assert rows[name]["last_run_at"] and rows[name]["article_links"] > 0, rows[name]
+        assert rows[name]["articles_found"] > 0, rows[name]
     assert (rows["hue"]["configured"], rows["hue"]["family"]) == ("evidence", "dotnetnuke")
     assert rows["dienbien"]["evidence"] == len(registry.get("dienbien").evidence) > 0
-    assert rows["dienbien"]["last_run_at"] is None and rows["dienbien"]["articles_found"] is None
+    assert rows["dienbien"]["last_run_at"] is None and rows["dienbien"]["article_links"] is None

@@ -1,10 +1,10 @@
-"""`dtmon sources` commands: list and validate the source registry."""
+"""`dtmon sources` commands: list, validate and check the source registry."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 import yaml
@@ -13,9 +13,9 @@ from rich.table import Table
 
 from crawler.sources import Registry, Source, SourceConfigError, load_registry
 from monitor.cli.common import open_database
-from monitor.health import health_report
+from monitor.health import RunOutcome, source_history
 
-app = typer.Typer(help="List and validate the source registry (config/sources.yaml).",
+app = typer.Typer(help="List, validate and check the source registry (config/sources.yaml).",
                   no_args_is_help=True)
 
 
@@ -97,14 +97,12 @@ def check(
         "--sources", help="Extra YAML file holding only `sources:` (repeatable).")] = None,
 ) -> None:
     """Per source: how it is configured (family, evidence count) and whether its last crawl
-    found articles (from the run records of the database)."""
+    found article links and articles (from the run records of the database)."""
     registry = _load_or_exit(None, sources or [])
     _, sessions = open_database()
-    health = {h.source: h for h in health_report(sessions, [s.name for s in registry.sources])}
-    rows = [{"name": s.name, "configured": s.configured, "family": s.family,
-             "evidence": len(s.evidence), "generic_reason": s.generic_reason,
-             "last_run_at": health[s.name].record()["last_run_at"],
-             "articles_found": health[s.name].articles_found} for s in registry.sources]
+    with sessions() as session:
+        rows = [_check_row(source, next(iter(source_history(session, source.name, limit=1)), None))
+                for source in registry.sources]
     if as_json:
         for row in rows:
             typer.echo(json.dumps(row, ensure_ascii=False))
@@ -113,9 +111,22 @@ def check(
     for column in ("name", "configured", "family", "evidence", "last crawl"):
         table.add_column(column)
     for row in rows:
-        found = ("never crawled" if row["last_run_at"] is None
-                 else f"{row['articles_found']} article(s)" if row["articles_found"]
-                 else "NO ARTICLES")
         table.add_row(row["name"], row["configured"], row["family"] or "—",
-                      str(row["evidence"]), found)
+                      str(row["evidence"]), _last_crawl(row))
     Console().print(table)
+
+
+def _check_row(source: Source, last: RunOutcome | None) -> dict[str, Any]:
+    return {"name": source.name, "configured": source.configured, "family": source.family,
+            "evidence": len(source.evidence), "generic_reason": source.generic_reason,
+            "last_run_at": last.started_at.isoformat() if last else None,
+            "article_links": last.count("links_found") if last else None,
+            "articles_found": last.count("articles_found") if last else None}
+
+
+def _last_crawl(row: dict[str, Any]) -> str:
+    if row["last_run_at"] is None:
+        return "never crawled"
+    if not row["article_links"]:
+        return "NO ARTICLE LINK"
+    return f"{row['article_links']} article link(s), {row['articles_found']} new article(s)"
