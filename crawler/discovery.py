@@ -135,6 +135,12 @@ def find_next_page(html: str | bytes, base_url: str, current_page: int = 1) -> s
     return None
 
 
+def looks_like_article_url(url: str) -> bool:
+    """Whether ``url``'s shape alone marks an article page (generic mode's strongest URL
+    signal: a numeric id, GUID, date or long slug, and no category word)."""
+    return _url_score(url) == 2
+
+
 def _parse(html: str | bytes) -> lxml_html.HtmlElement | None:
     if not html or not (html.strip() if isinstance(html, str) else html.strip()):
         return None

@@ -119,6 +119,9 @@ _SITE_NAME = re.compile(
     re.I,
 )
 _LOGO_CLASS = re.compile(r"logo|brand|banner|site-?name|header")
+# A portlet's own heading (Liferay's <h1 class="portlet-title">: the section's name above the
+# article, R §2.2 Bắc Giang), not the article's headline.
+_PORTLET_HEADING_CLASS = re.compile(r"\bportlet-title\b")
 _DATE_CLASS = re.compile(r"date|time|ngay|publish|post")
 _BYLINE_CLASS = re.compile(r"author|byline|tac-?gia|tacgia|writer|signature|\bsource|nguon")
 _RIGHT_ALIGNED = re.compile(r"text-align\s*:\s*right")
@@ -587,7 +590,7 @@ def _first_article_h1(tree: etree._Element) -> str | None:
     """The first <h1> outside the site's header that is not a section label: a short <h1>
     followed, before any paragraph, by a longer heading is the section's, not the article's."""
     for h1 in tree.iter("h1"):
-        if _in_site_header(h1):
+        if _in_site_header(h1) or _PORTLET_HEADING_CLASS.search(_marks(h1)):
             continue
         text = _text(h1)
         following = h1.xpath("following::*[self::h1 or self::h2 or self::h3 or self::p]"

@@ -185,6 +185,71 @@ class Listing(_Model):
     next_page: NextPage | None = None
 
 
+Configured = Literal["evidence", "family", "generic"]
+_FAMILY_DEFAULTS = ("cms", "case_insensitive_paths", "article_urls")
+_LISTING_PLACEHOLDERS = ("{listing}", "{origin}")
+
+
+class Family(_Model):
+    """A CMS family: what every portal on it shares (``families:`` in the registry).
+
+    ``next_page`` templates may use ``{listing}`` (the listing's page 1 URL) and ``{origin}``
+    (its scheme and host); they are filled in for each listing of a source of the family.
+    ``date_format`` and ``boilerplate`` record the family's visible date string and its
+    non-article blocks, as evidenced, for the operator and for extraction work.
+    """
+
+    title: str
+    cms: str
+    case_insensitive_paths: bool = False
+    article_urls: Regex | None = None
+    links: CssSelector | None = None
+    next_page: dict[str, Any] | None = None
+    date_format: str | None = None
+    boilerplate: list[CssSelector] = []
+    evidence: list[str] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _check_next_page(self) -> Family:
+        if self.next_page is not None:  # checked as it would be for a listing of the family
+            NextPage.model_validate(_fill_listing(self.next_page, "https://portal.example.vn/"))
+        return self
+
+    def source_entry(self, entry: dict[str, Any]) -> dict[str, Any]:
+        """``entry`` (a source's YAML mapping) with this family's values where it has none."""
+        merged = dict(entry)
+        for key in _FAMILY_DEFAULTS:
+            value = getattr(self, key)
+            if key not in merged and value not in (None, False):
+                merged[key] = value.pattern if isinstance(value, re.Pattern) else value
+        merged["listings"] = [self._listing(lst) for lst in entry.get("listings") or []]
+        return merged
+
+    def _listing(self, listing: Any) -> Any:
+        if not isinstance(listing, dict) or not isinstance(listing.get("url"), str):
+            return listing  # the Source model reports it
+        filled = dict(listing)
+        if self.links and "links" not in filled:
+            filled["links"] = self.links
+        if self.next_page and "next_page" not in filled:
+            filled["next_page"] = _fill_listing(self.next_page, filled["url"])
+        return filled
+
+
+def _fill_listing(template: Any, url: str) -> Any:
+    """``template`` (nested dicts of strings) with ``{listing}`` and ``{origin}`` replaced."""
+    if isinstance(template, dict):
+        return {key: _fill_listing(value, url) for key, value in template.items()}
+    if not isinstance(template, str):
+        return template
+    parts = urlsplit(url)
+    values = dict(zip(_LISTING_PLACEHOLDERS, (url, f"{parts.scheme}://{parts.netloc}"),
+                      strict=True))
+    for placeholder, value in values.items():
+        template = template.replace(placeholder, value)
+    return template
+
+
 class Source(_Model):
     """A crawled site: a provincial portal, a newspaper or national media."""
 
@@ -192,6 +257,9 @@ class Source(_Model):
     title: str | None = None
     kind: Literal["portal", "newspaper", "national"] = "portal"
     province: str | None = None
+    family: str | None = None
+    evidence: list[str] = []
+    generic_reason: str | None = None
     domains: list[Host] = []
     aliases: list[Host] = []
     scheme: Literal["http", "https"] | None = None
@@ -221,6 +289,14 @@ class Source(_Model):
             raise ValueError("national media have no province (field 'province')")
         return self
 
+    @property
+    def configured(self) -> Configured:
+        """``evidence`` (values backed by the site's own evidence), ``family`` (only its CMS
+        family's), or ``generic`` (generic discovery, ``generic_reason`` says why)."""
+        if self.evidence:
+            return "evidence"
+        return "family" if self.family else "generic"
+
     def _discovery_urls(self) -> list[str]:
         return [*self.feeds, *self.sitemaps, *(lst.url for lst in self.listings)]
 
@@ -240,6 +316,7 @@ class Source(_Model):
 
 
 class _MainFile(_Model):
+    families: dict[str, Any] = {}
     provinces: list[Any]
     sources: list[Any]
 
@@ -303,6 +380,7 @@ def load_registry(path: str | Path | None = None, extra: Iterable[str | Path] = 
     the sources of the ``extra`` files after it. Raises ``SourceConfigError``."""
     main_path = Path(path) if path is not None else default_sources_path()
     main = _validated(_MainFile, main_path)
+    families = _families(main_path, main.families)
     provinces = _provinces(main_path, main.provinces)
     names = {p.name for p in provinces}
     entries = [(main_path, i, e) for i, e in enumerate(main.sources)]
@@ -312,7 +390,7 @@ def load_registry(path: str | Path | None = None, extra: Iterable[str | Path] = 
     registry = Registry(provinces, [])
     sources: list[Source] = []
     for file, index, entry in entries:
-        source = _source(file, index, entry)
+        source = _source(file, index, entry, families)
         _fill_province(source, registry, names, _where(file, "sources", index, source.name))
         sources.append(source)
     _check_unique_sources(entries, sources)
@@ -387,8 +465,25 @@ def _provinces(file: Path, entries: list[Any]) -> list[Province]:
     return provinces
 
 
-def _source(file: Path, index: int, entry: Any) -> Source:
+def _families(file: Path, entries: dict[str, Any]) -> dict[str, Family]:
+    families: dict[str, Family] = {}
+    for name, entry in entries.items():
+        try:
+            families[name] = Family.model_validate(entry)
+        except ValidationError as err:
+            raise SourceConfigError(f"{file}: families.{name}: {_first_error(err)}") from None
+    return families
+
+
+def _source(file: Path, index: int, entry: Any, families: Mapping[str, Family]) -> Source:
     where = _where(file, "sources", index, entry.get("name") if isinstance(entry, dict) else None)
+    family_name = entry.get("family") if isinstance(entry, dict) else None
+    if family_name is not None:
+        if family_name not in families:
+            raise SourceConfigError(
+                f"{where}: field 'family': unknown family {family_name!r}; known: "
+                f"{', '.join(sorted(families)) or 'none (add a families: section)'}")
+        entry = families[family_name].source_entry(entry)
     try:
         return Source.model_validate(entry)
     except ValidationError as err:

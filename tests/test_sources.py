@@ -178,6 +178,62 @@ def test_extra_files_are_merged_after_the_main_one(tmp_path: Path):
     assert [s.name for s in load_registry(main, extra=[extra]).sources] == ["hue", "local"]
 
 
+FAMILY = """\
+families:
+  tandan:
+    title: SharePoint Tân Dân
+    cms: sharepoint
+    case_insensitive_paths: true
+    article_urls: '(?i)/portal/pages/\\d{4}-\\d{1,2}-\\d{1,2}/[^/]+\\.aspx'
+    links: '.title-news a'
+    next_page: {url: '{listing}?PageIndex={page}', first: 2}
+    evidence: [R §2.2]
+"""
+BROKEN_FAMILY = """\
+  broken:
+    title: no evidence
+    cms: x
+    evidence: []
+"""
+
+
+def test_a_family_fills_in_what_the_entry_does_not_give(tmp_path: Path):
+    path = write_registry(tmp_path, """\
+        - name: a
+          family: tandan
+          listings:
+            - url: https://a.vn/portal/Pages/Tin-tuc.aspx
+            - url: https://a.vn/portal/Pages/Kinh-te.aspx
+              next_page: {url: 'https://a.vn/portal/Pages/Kinh-te.aspx?p={page}'}
+        - {name: b, family: tandan, article_urls: '/tin/\\d+', start_urls: ['https://b.vn/']}
+        """, FAMILY + MAIN_HEADER)
+    registry = load_registry(path)
+    a, b = registry.get("a"), registry.get("b")
+    first, second = a.listings
+    assert (a.cms, a.case_insensitive_paths, a.configured) == ("sharepoint", True, "family")
+    assert first.links == ".title-news a"
+    assert first.next_page.render(2, {})[0] == "https://a.vn/portal/Pages/Tin-tuc.aspx?PageIndex=2"
+    assert second.next_page.render(2, {})[0] == "https://a.vn/portal/Pages/Kinh-te.aspx?p=2"
+    assert a.is_article_url("https://a.vn/portal/pages/2025-1-2/Tin-abc.aspx")
+    assert not b.is_article_url("https://b.vn/portal/Pages/2025-1-2/Tin-abc.aspx")
+    assert b.is_article_url("https://b.vn/tin/12") and b.listings[0].next_page is None
+
+
+@pytest.mark.parametrize(("families", "sources_yaml", "expected"), [
+    (FAMILY, "- {name: a, family: nope, start_urls: ['https://a.vn/']}",
+     ["sources[0] 'a'", "field 'family'", "unknown family 'nope'", "known: tandan"]),
+    (FAMILY + BROKEN_FAMILY, "- {name: a, start_urls: ['https://a.vn/']}",
+     ["families.broken", "field 'evidence'"]),
+    (FAMILY.replace("{listing}?PageIndex={page}", "{listing}?PageIndex={pg}"),
+     "- {name: a, start_urls: ['https://a.vn/']}", ["families.tandan", "uses ['pg']"]),
+])
+def test_family_mistakes_name_the_family_or_the_entry(tmp_path: Path, families, sources_yaml,
+                                                      expected):
+    with pytest.raises(SourceConfigError) as error:
+        load_registry(write_registry(tmp_path, sources_yaml + "\n", families + MAIN_HEADER))
+    assert all(part in str(error.value) for part in expected), str(error.value)
+
+
 BAD_ENTRIES = {
     "unknown field": ("- {name: a, start_urls: ['https://a.vn/'], colour: red}",
                       ["sources[0] 'a'", "field 'colour'", "Extra inputs"]),

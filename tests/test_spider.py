@@ -55,9 +55,10 @@ def crawl(mirror: MirrorServer, workdir: Path, database: str, *args: str,
 
 
 def write_registry(path: Path, sources: list[dict]) -> Path:
-    """A main registry file with the real provinces and only ``sources``."""
-    provinces = yaml.safe_load(REPO_SOURCES_PATH.read_text("utf-8"))["provinces"]
-    path.write_text(yaml.safe_dump({"provinces": provinces, "sources": sources},
+    """A main registry file with the real families and provinces and only ``sources``."""
+    shipped = yaml.safe_load(REPO_SOURCES_PATH.read_text("utf-8"))
+    path.write_text(yaml.safe_dump({"families": shipped["families"],
+                                    "provinces": shipped["provinces"], "sources": sources},
                                    allow_unicode=True), "utf-8")
     return path
 
