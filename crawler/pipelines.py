@@ -5,6 +5,9 @@ progress and a run record says what happened."""
 from __future__ import annotations
 
 import logging
+import os
+import socket
+from datetime import timedelta
 from typing import Any
 
 from scrapy import Spider, signals
@@ -16,6 +19,7 @@ from twisted.internet import task
 
 from crawler.items import ArticleItem
 from crawler.sources import Registry
+from crawler.spiders.news import OwedLink
 from crawler.urls import url_key
 from monitor.alerts import ALERTS_SETTING, load_rules
 from monitor.ingest import ingest_article
@@ -38,7 +42,13 @@ class StoragePipeline:
     Settings: ``DTMON_DATABASE_URL`` (default: :func:`storage.db.database_url`),
     ``DTMON_RUN_ID`` (the run record to fill; a new one is made when absent, as for a plain
     ``scrapy crawl news``), ``DTMON_REFRESH`` (refetch articles already stored),
-    ``DTMON_ALERTS`` (alert rules file; default ``config/alerts.yaml``).
+    ``DTMON_ALERTS`` (alert rules file; default ``config/alerts.yaml``),
+    ``DTMON_OWED_MAX_ATTEMPTS`` / ``DTMON_OWED_BACKOFF_SECONDS`` (when owed articles are fetched
+    again and given up, see :class:`storage.repository.OwedPolicy`).
+
+    It is also the spider's owed-article ledger (``spider.owed``), kept in ``owed_articles``:
+    an article stored is settled in the transaction that stores it; one that fails to store
+    (any exception) is an error of its source and owed.
     """
 
     def __init__(self, crawler: Crawler) -> None:
@@ -52,6 +62,9 @@ class StoragePipeline:
         self.refresh = settings.getbool("DTMON_REFRESH")
         self.run_id: int | None = settings.getint("DTMON_RUN_ID") or None
         self.owns_run = self.run_id is None
+        self.policy = repository.OwedPolicy(
+            max_attempts=settings.getint("DTMON_OWED_MAX_ATTEMPTS", 8),
+            backoff=timedelta(seconds=settings.getfloat("DTMON_OWED_BACKOFF_SECONDS", 900)))
         self._flusher = task.LoopingCall(self.flush_stats)
 
     @classmethod
@@ -65,9 +78,11 @@ class StoragePipeline:
         """Start the run record, teach the spider what is stored, flush stats periodically."""
         if self.owns_run:
             with session_scope(self.sessions) as session:
-                self.run_id = repository.start_run(session, trigger="scrapy").id
+                self.run_id = repository.start_run(session, trigger="scrapy", pid=os.getpid(),
+                                                   host=socket.gethostname()).id
         if not self.refresh:
             spider.known_url_keys = self.is_stored
+        spider.owed = self
         self._flusher.start(_FLUSH_SECONDS, now=True)
 
     def is_stored(self, url_key: str) -> bool:
@@ -75,16 +90,51 @@ class StoragePipeline:
         with self.sessions() as session:
             return bool(repository.known_url_keys(session, [url_key]))
 
+    def due(self, source: str, limit: int) -> list[OwedLink]:
+        """The owed articles of ``source`` to fetch again now (the spider's ledger)."""
+        with session_scope(self.sessions) as session:
+            due = repository.due_owed(session, source, limit)
+            stored = repository.known_url_keys(session, [owed.url_key for owed in due])
+            repository.settle_owed(session, stored)  # stored meanwhile by another crawl
+            return [OwedLink(source, owed.url, owed.url_key, owed.found_on)
+                    for owed in due if owed.url_key not in stored]
+
+    def owe(self, link: OwedLink, error: str, attempted: bool) -> None:
+        """Record ``link`` as owed (the spider's ledger); a database failure is logged."""
+        try:
+            with session_scope(self.sessions) as session:
+                owed = repository.owe_article(
+                    session, source=link.source, url=link.url, url_key=link.key,
+                    found_on=link.found_on, error=error, attempted=attempted,
+                    policy=self.policy)
+                state, attempts = owed.state, owed.attempts
+        except Exception as exc:  # noqa: BLE001 - e.g. the disk is full: say what is lost
+            logger.error("[%s] cannot record the owed article %s (%s): %s", link.source,
+                         link.url, error, exc)
+            return
+        if state == "gave_up":
+            logger.warning("[%s] gave up on %s after %d attempts: %s", link.source, link.url,
+                           attempts, error)
+
     def process_item(self, item: Any) -> Any:
-        """Store one article with its topic result and story, counting it new or seen."""
+        """Store one article with its topic result and story, counting it new or seen, and
+        settle it in the owed list. Any failure: an error of its source, the article owed."""
         if not isinstance(item, ArticleItem):
             return item
-        data = article_data(item, self.crawler.spider.registry)
+        spider = self.crawler.spider
+        data = article_data(item, spider.registry)
         try:
             with session_scope(self.sessions) as session:
                 result = ingest_article(session, data, self.topics, self.alerts)
+                repository.settle_owed(session, {data.url_key, *(
+                    url_key(url, spider.registry) for url in data.urls)})
         except StorageError as exc:
             self._stop_crawl(f"cannot store {data.url}: {exc}")
+            spider.owe_item(item, f"not stored, {exc}: {data.url}")
+            raise DropItem(str(exc)) from exc
+        except Exception as exc:
+            spider.owe_item(item, f"not stored, {type(exc).__name__}: "
+                                  f"{_first_line(exc)}: {data.url}")
             raise DropItem(str(exc)) from exc
         counter = "articles_new" if result.created else "articles_seen"
         self.crawler.stats.inc_value(f"dtmon/{data.source_name}/{counter}")
@@ -157,6 +207,11 @@ def article_data(item: ArticleItem, registry: Registry) -> repository.ArticleDat
         raw_html=item.get("raw_html") or b"",
         fetched_at=item.get("fetched_at"),
     )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else repr(exc)
 
 
 def _source_counters(stats: dict[str, Any]) -> dict[str, dict[str, int]]:

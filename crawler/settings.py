@@ -44,6 +44,19 @@ DTMON_SITEMAP_MAX_SHARDS = 3
 DOWNLOAD_TIMEOUT = 30
 DOWNLOAD_MAXSIZE = 20 * 1024 * 1024
 DOWNLOAD_WARNSIZE = 5 * 1024 * 1024
+# A body shorter than its Content-Length, or chunked without its last chunk, is an error
+# (ResponseDataLossError, retried), never a page. One without a declared length that the server
+# ended by closing the connection comes flagged "partial" and is checked by the spider
+# (crawler/safety.py truncation_reason).
+DOWNLOAD_FAIL_ON_DATALOSS = True
+
+# Bounded work: at most this many articles requested per source and run (0: no cap); the rest
+# are owed to the next runs, which start with them (crawler/spiders/news.py).
+DTMON_MAX_ARTICLES_PER_SOURCE = 200
+# Owed articles: fetched again at the next run, then after 15 min, 30 min, 1 h… (at most a
+# day) from the last failure; given up (state gave_up, `dtmon pending`) after 8 failed fetches.
+DTMON_OWED_MAX_ATTEMPTS = 8
+DTMON_OWED_BACKOFF_SECONDS = 900
 
 # Articles and run records go to the database (DTMON_DATABASE_URL, DTMON_RUN_ID, DTMON_REFRESH).
 ITEM_PIPELINES = {"crawler.pipelines.StoragePipeline": 300}
