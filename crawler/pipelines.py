@@ -34,6 +34,7 @@ logger = logging.getLogger(__name__)
 # JSON, every _FLUSH_SECONDS and when the crawl ends.
 _COLUMN_COUNTERS = ("pages_fetched", "not_modified", "articles_new", "articles_seen", "errors")
 _FLUSH_SECONDS = 1.0
+PARENT_GONE = "parent_gone"
 
 
 class StoragePipeline:
@@ -62,6 +63,9 @@ class StoragePipeline:
         self.refresh = settings.getbool("DTMON_REFRESH")
         self.run_id: int | None = settings.getint("DTMON_RUN_ID") or None
         self.owns_run = self.run_id is None
+        # A run started by `dtmon crawl` or the daemon: that process finishes it, and when it
+        # dies (kill -9) the crawl stops rather than go on alone.
+        self.parent_pid = None if self.owns_run else os.getppid()
         self.policy = repository.OwedPolicy(
             max_attempts=settings.getint("DTMON_OWED_MAX_ATTEMPTS", 8),
             backoff=timedelta(seconds=settings.getfloat("DTMON_OWED_BACKOFF_SECONDS", 900)))
@@ -149,6 +153,10 @@ class StoragePipeline:
         spider = self.crawler.spider
         if spider is None or self.run_id is None:
             return
+        if self.parent_pid is not None and os.getppid() != self.parent_pid:
+            self.parent_pid = None
+            self._stop_crawl("the dtmon process that started this crawl is gone",
+                             reason=PARENT_GONE)
         counters = _source_counters(self.crawler.stats.get_stats())
         errors: dict[str, list[str]] = getattr(spider, "source_errors", {})
         with session_scope(self.sessions) as session:
@@ -171,18 +179,19 @@ class StoragePipeline:
         status = "ok" if reason == "finished" else "failed"
         with session_scope(self.sessions) as session:
             self.flush_stats()
-            if self.owns_run:
+            if self.owns_run or reason == PARENT_GONE:
                 repository.finish_run(session, self._run(), status)
             elif status == "failed":
                 repository.mark_run(session, self._run(), status)
         self.engine.dispose()
 
-    def _stop_crawl(self, message: str) -> None:
-        """Storage is failing (disk full, read-only…): stop rather than drop every article."""
+    def _stop_crawl(self, message: str, reason: str = "storage_error") -> None:
+        """Stop the crawl: storage is failing (disk full, read-only…), rather than drop every
+        article; or its parent process is gone."""
         logger.error("%s; stopping the crawl", message)
         engine = self.crawler.engine
         if engine is not None:
-            deferred_from_coro(engine.close_spider_async(reason="storage_error"))
+            deferred_from_coro(engine.close_spider_async(reason=reason))
 
     def _run(self) -> int:
         assert self.run_id is not None, "the run record is created when the spider opens"

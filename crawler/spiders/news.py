@@ -58,6 +58,7 @@ from crawler.items import ArticleItem
 from crawler.middlewares import InterstitialPage
 from crawler.safety import (
     DecompressionTooLarge,
+    ForbiddenHost,
     gunzip_capped,
     not_an_article_reason,
     text_digest,
@@ -495,7 +496,7 @@ class NewsSpider(scrapy.Spider):
             retryable = status >= 500 or status in _RETRYABLE_STATUS
         else:
             message = f"{failure.type.__name__}: {failure.getErrorMessage()} at {request.url}"
-            retryable = not failure.check(IgnoreRequest)  # e.g. a host the source forbids
+            retryable = not _refused_for_good(failure)
         if not article:
             self._discovery_error(source, message)
         elif retryable:
@@ -568,6 +569,17 @@ class NewsSpider(scrapy.Spider):
     def _empty(self, source: Source, url: str, why: str) -> None:
         self._count(source, "empty_pages")
         self.logger.warning("[%s] %s, not stored: %s", source.name, why, url)
+
+
+def _refused_for_good(failure: Failure) -> bool:
+    """Whether a request failed by the crawler's own rule for its URL, which another try would
+    not change: robots.txt forbids it, or it is on a host its source does not allow. (A
+    redirect off the source's hosts, a redirect loop or an oversized body may be the site's
+    passing state: such articles are owed.)"""
+    error = failure.value
+    if isinstance(error, ForbiddenHost):
+        return not failure.request.meta.get("redirect_urls")
+    return isinstance(error, IgnoreRequest) and "robots.txt" in str(error)
 
 
 def _split_arg(value: str | Sequence[str]) -> list[str]:
