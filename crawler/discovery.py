@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import lru_cache
 from urllib.parse import urljoin, urlsplit
 
 from lxml import html as lxml_html
@@ -59,6 +60,7 @@ _SIDEBAR_HEADINGS = {
         "Tin đọc nhiều", "Có thể bạn quan tâm", "Liên kết website", "Liên kết",
     )
 }
+_CATEGORY_PREFIXES = tuple(word + "-" for word in _CATEGORY_WORDS)
 _NAV_LABELS = {
     match_key(text)
     for text in (
@@ -174,12 +176,12 @@ def _parse(html: str | bytes) -> lxml_html.HtmlElement | None:
 
 
 def _links(tree: lxml_html.HtmlElement, base_url: str):
-    base = tree.xpath("string(//base/@href)") or base_url
+    base = urljoin(base_url, tree.xpath("string(//base/@href)") or base_url)
     for anchor in tree.iter("a"):
         href = (anchor.get("href") or "").strip()
         if not href or href.lower().startswith(_SKIPPED_SCHEMES):
             continue
-        url = urljoin(urljoin(base_url, base), href).split("#", 1)[0]
+        url = urljoin(base, href).split("#", 1)[0]
         if not url.startswith(("http://", "https://")):
             continue
         yield _Link(url, _link_text(anchor), anchor)
@@ -201,6 +203,7 @@ def _same_page(url: str, base_url: str) -> bool:
         _bare_host(b.hostname), b.path.rstrip("/"), b.query)
 
 
+@lru_cache(maxsize=8192)
 def _url_score(url: str) -> int:
     """2 = looks like an article, 1 = could be one, 0 = not an article page."""
     parts = urlsplit(url)
@@ -209,7 +212,7 @@ def _url_score(url: str) -> int:
     if not segments or _ASSET_EXTENSIONS.search(path):
         return 0
     if any(_PAGE_EXTENSIONS.sub("", s).lower() in _CATEGORY_WORDS for s in segments) or any(
-        s.lower().startswith(tuple(w + "-" for w in _CATEGORY_WORDS)) for s in segments
+        s.lower().startswith(_CATEGORY_PREFIXES) for s in segments
     ):
         return 0
     last = _PAGE_EXTENSIONS.sub("", segments[-1])

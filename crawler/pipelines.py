@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from collections.abc import Collection
 from datetime import timedelta
 from typing import Any
 
@@ -19,13 +20,13 @@ from twisted.internet import task
 
 from crawler.items import ArticleItem
 from crawler.sources import Registry
-from crawler.spiders.news import OwedLink
 from crawler.urls import url_key
 from monitor.alerts import ALERTS_SETTING, load_rules
 from monitor.ingest import ingest_article
 from monitor.topics import TopicModel, load_topics
 from storage import repository
 from storage.db import StorageError, init_db, make_engine, session_factory, session_scope
+from storage.repository import OwedLink
 
 logger = logging.getLogger(__name__)
 
@@ -85,14 +86,16 @@ class StoragePipeline:
                 self.run_id = repository.start_run(session, trigger="scrapy", pid=os.getpid(),
                                                    host=socket.gethostname()).id
         if not self.refresh:
-            spider.known_url_keys = self.is_stored
+            spider.known_url_keys = self.stored_keys
         spider.owed = self
         self._flusher.start(_FLUSH_SECONDS, now=True)
 
-    def is_stored(self, url_key: str) -> bool:
-        """Whether an article with this URL key is already in the database."""
+    def stored_keys(self, url_keys: Collection[str]) -> set[str]:
+        """Those of ``url_keys`` whose article is already in the database."""
+        if not url_keys:
+            return set()
         with self.sessions() as session:
-            return bool(repository.known_url_keys(session, [url_key]))
+            return repository.known_url_keys(session, url_keys)
 
     def due(self, source: str, limit: int) -> list[OwedLink]:
         """The owed articles of ``source`` to fetch again now (the spider's ledger)."""
@@ -103,22 +106,21 @@ class StoragePipeline:
             return [OwedLink(source, owed.url, owed.url_key, owed.found_on)
                     for owed in due if owed.url_key not in stored]
 
-    def owe(self, link: OwedLink, error: str, attempted: bool) -> None:
-        """Record ``link`` as owed (the spider's ledger); a database failure is logged."""
+    def owe(self, links: list[OwedLink], error: str, attempted: bool) -> None:
+        """Record ``links`` as owed (the spider's ledger); a database failure is logged."""
         try:
             with session_scope(self.sessions) as session:
-                owed = repository.owe_article(
-                    session, source=link.source, url=link.url, url_key=link.key,
-                    found_on=link.found_on, error=error, attempted=attempted,
-                    policy=self.policy)
-                state, attempts = owed.state, owed.attempts
+                rows = repository.owe_articles(session, links, error=error, attempted=attempted,
+                                               policy=self.policy)
+                given_up = [(row.source_name, row.url, row.attempts) for row in rows
+                            if row.state == "gave_up"]
         except Exception as exc:  # noqa: BLE001 - e.g. the disk is full: say what is lost
-            logger.error("[%s] cannot record the owed article %s (%s): %s", link.source,
-                         link.url, error, exc)
+            logger.error("cannot record %d owed article(s), e.g. %s (%s): %s", len(links),
+                         links[0].url, error, exc)
             return
-        if state == "gave_up":
-            logger.warning("[%s] gave up on %s after %d attempts: %s", link.source, link.url,
-                           attempts, error)
+        for source, url, attempts in given_up:
+            logger.warning("[%s] gave up on %s after %d attempts: %s", source, url, attempts,
+                           error)
 
     def process_item(self, item: Any) -> Any:
         """Store one article with its topic result and story, counting it new or seen, and
@@ -137,9 +139,9 @@ class StoragePipeline:
             spider.owe_item(item, f"not stored, {exc}: {data.url}")
             raise DropItem(str(exc)) from exc
         except Exception as exc:
-            spider.owe_item(item, f"not stored, {type(exc).__name__}: "
-                                  f"{_first_line(exc)}: {data.url}")
-            raise DropItem(str(exc)) from exc
+            message = f"not stored, {type(exc).__name__}: {_first_line(exc)}: {data.url}"
+            spider.owe_item(item, message)
+            raise DropItem(message) from exc
         counter = "articles_new" if result.created else "articles_seen"
         self.crawler.stats.inc_value(f"dtmon/{data.source_name}/{counter}")
         if not result.created:

@@ -1,5 +1,7 @@
 """Scrapy settings of dtmon's crawler (``scrapy crawl news`` reads these)."""
 
+import crawler.urls as _urls
+
 BOT_NAME = "dtmon"
 SPIDER_MODULES = ["crawler.spiders"]
 NEWSPIDER_MODULE = "crawler.spiders"
@@ -35,6 +37,9 @@ DTMON_RETRY_AFTER_MAX = 120  # seconds; a longer Retry-After is not retried with
 DTMON_RETRY_BACKOFF_BASE = 1.0  # seconds before the first retry, doubled for each further one
 DTMON_RETRY_BACKOFF_MAX = 30.0
 REDIRECT_MAX_TIMES = 5
+# Scrapy's own URL length cap (2,083) would drop longer links without a word: the spider
+# refuses, and counts, the URLs no database column can hold (crawler.urls.MAX_URL_LENGTH).
+URLLENGTH_LIMIT = _urls.MAX_URL_LENGTH
 # Feeds, sitemaps and listings are requested conditionally (crawler/incremental.py).
 SPIDER_MIDDLEWARES = {"crawler.incremental.ConditionalRequestMiddleware": 600}
 # Sitemap index: read only the newest shards (feeds and listings cover the latest news).

@@ -398,26 +398,53 @@ class OwedPolicy:
         return min(self.backoff * 2 ** (attempts - 2), self.max_backoff)
 
 
-def owe_article(session: Session, *, source: str, url: str, url_key: str, found_on: str | None,
-                error: str, attempted: bool, policy: OwedPolicy) -> OwedArticle:
-    """Record that the article at ``url`` is owed (``attempted``: it was fetched and failed;
-    otherwise it was deferred, e.g. by the per-source cap, and is due at the next run)."""
+@dataclass(frozen=True)
+class OwedLink:
+    """An article link a crawl owes: its source, URL, URL key and the page that linked it."""
+
+    source: str
+    url: str
+    key: str
+    found_on: str | None
+
+
+def owe_articles(session: Session, links: Sequence[OwedLink], *, error: str, attempted: bool,
+                 policy: OwedPolicy) -> list[OwedArticle]:
+    """Record the articles of ``links`` as owed after ``error`` (``attempted``: each was
+    fetched and failed; otherwise deferred, e.g. by the per-source cap: due at the next run).
+    Rows are looked up and inserted in bulk: a listing may defer thousands at once."""
     now = utcnow()
-    owed, _ = _get_or_insert(
-        session,
-        lambda: session.scalar(select(OwedArticle).where(OwedArticle.url_key == url_key)),
-        lambda: OwedArticle(url_key=url_key, url=url, source_name=source, found_on=found_on,
-                            state="owed", attempts=0, first_seen_at=now, next_attempt_at=now),
-    )
-    owed.found_on = found_on or owed.found_on
-    owed.last_error = error
-    if attempted:
-        owed.attempts += 1
-        owed.last_attempt_at = now
-        owed.next_attempt_at = now + policy.wait_after(owed.attempts)
-        if owed.attempts >= policy.max_attempts:
-            owed.state = "gave_up"
-    return owed
+    links = list({link.key: link for link in links}.values())
+    existing: dict[str, OwedArticle] = {}
+    for chunk in _chunks([link.key for link in links]):
+        existing.update((owed.url_key, owed) for owed in session.scalars(
+            select(OwedArticle).where(OwedArticle.url_key.in_(chunk))))
+    new = [OwedArticle(url_key=link.key, url=link.url, source_name=link.source,
+                       found_on=link.found_on, state="owed", attempts=0, first_seen_at=now,
+                       next_attempt_at=now) for link in links if link.key not in existing]
+    try:
+        with session.begin_nested():
+            session.add_all(new)
+    except IntegrityError:  # another process owed some of them meanwhile: one at a time
+        new = [_get_or_insert(
+            session,
+            lambda row=row: session.scalar(select(OwedArticle).where(
+                OwedArticle.url_key == row.url_key)),
+            lambda row=row: OwedArticle(**{c: getattr(row, c) for c in (
+                "url_key", "url", "source_name", "found_on", "state", "attempts",
+                "first_seen_at", "next_attempt_at")}))[0] for row in new]
+    rows = {**existing, **{row.url_key: row for row in new}}
+    for link in links:
+        owed = rows[link.key]
+        owed.found_on = link.found_on or owed.found_on
+        owed.last_error = error
+        if attempted:
+            owed.attempts += 1
+            owed.last_attempt_at = now
+            owed.next_attempt_at = now + policy.wait_after(owed.attempts)
+            if owed.attempts >= policy.max_attempts:
+                owed.state = "gave_up"
+    return [rows[link.key] for link in links]
 
 
 def due_owed(session: Session, source: str, limit: int) -> Sequence[OwedArticle]:

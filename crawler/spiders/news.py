@@ -28,8 +28,9 @@ Feeds, sitemaps and listing pages are requested conditionally (``meta["dtmon_con
 see crawler/incremental.py): a ``304`` counts as ``not_modified`` and is not followed.
 
 Already stored articles are skipped through an optional hook, the attribute (or spider
-argument) ``known_url_keys``: a callable ``url_key -> bool`` (or a collection of keys) that the
-storage pipeline sets from the database when the spider opens. Default: nothing is known.
+argument) ``known_url_keys``: a callable ``url_keys -> the stored ones`` (or a collection of
+keys) that the storage pipeline sets from the database when the spider opens; it is asked once
+per page, for all its links. Default: nothing is known.
 """
 
 from __future__ import annotations
@@ -38,7 +39,6 @@ import re
 import zlib
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 from urllib.parse import urljoin, urlsplit
@@ -67,8 +67,9 @@ from crawler.safety import (
 )
 from crawler.sources import Listing, Registry, Source, bare_host, load_registry
 from crawler.urls import MAX_URL_LENGTH, canonical_url, declared_home, url_key
+from storage.repository import OwedLink
 
-KnownUrlKeys = Callable[[str], bool]
+KnownUrlKeys = Callable[[Collection[str]], set[str]]
 
 _CHARSET = re.compile(r"charset\s*=\s*[\"']?([\w.:-]+)", re.I)
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -78,18 +79,8 @@ _RETRYABLE_STATUS = frozenset({408, 425, 429})
 DEFAULT_MAX_ARTICLES_PER_SOURCE = 200
 
 
-def _nothing_known(_key: str) -> bool:
-    return False
-
-
-@dataclass(frozen=True)
-class OwedLink:
-    """An article link the crawl owes: where it was found, for which source."""
-
-    source: str
-    url: str
-    key: str
-    found_on: str | None
+def _nothing_known(_keys: Collection[str]) -> set[str]:
+    return set()
 
 
 class OwedLedger(Protocol):
@@ -98,8 +89,8 @@ class OwedLedger(Protocol):
     def due(self, source: str, limit: int) -> list[OwedLink]:
         """Up to ``limit`` owed articles of ``source`` to fetch at the start of this run."""
 
-    def owe(self, link: OwedLink, error: str, attempted: bool) -> None:
-        """Record ``link`` as owed after ``error`` (``attempted``: fetched and failed)."""
+    def owe(self, links: list[OwedLink], error: str, attempted: bool) -> None:
+        """Record ``links`` as owed after ``error`` (``attempted``: fetched and failed)."""
 
 
 class MemoryLedger:
@@ -111,8 +102,8 @@ class MemoryLedger:
     def due(self, source: str, limit: int) -> list[OwedLink]:
         return []
 
-    def owe(self, link: OwedLink, error: str, attempted: bool) -> None:
-        self.owed[link.key] = (link, error)
+    def owe(self, links: list[OwedLink], error: str, attempted: bool) -> None:
+        self.owed.update((link.key, (link, error)) for link in links)
 
 
 class NewsSpider(scrapy.Spider):
@@ -132,7 +123,7 @@ class NewsSpider(scrapy.Spider):
         self.registry = registry or load_registry(extra=_split_arg(sources_file))
         self.selected: list[Source] = self.registry.select(_split_arg(sources))
         self.source_errors: dict[str, list[str]] = {s.name: [] for s in self.selected}
-        self.known_url_keys: KnownUrlKeys = _as_predicate(known_url_keys)
+        self.known_url_keys: KnownUrlKeys = _as_lookup(known_url_keys)
         self._requested_keys: set[str] = set()
         self._yielded_keys: set[str] = set()
         self._visited_listings: set[tuple] = set()
@@ -175,7 +166,7 @@ class NewsSpider(scrapy.Spider):
             self.logger.info("[%s] fetching %d owed article(s) again", source.name, len(due))
         for link in due:
             self._count(source, "owed_retried")
-            yield from self._follow_article(source, link)
+            yield from self._follow_article(source, link, [], known=False)
 
     def _discovery_requests(self, source: Source) -> Iterator[Request]:
         conditional = {CONDITIONAL: True}
@@ -318,19 +309,30 @@ class NewsSpider(scrapy.Spider):
 
     def _follow_articles(self, source: Source, candidates: list[str], found_on: str
                          ) -> Iterator[Request]:
-        """One request per new article candidate: unseen in this crawl, not stored."""
-        for link in candidates:
-            self._count(source, "links_found")
-            yield from self._follow_article(
-                source, OwedLink(source.name, link, url_key(link, self.registry), found_on))
+        """One request per new article candidate: unseen in this crawl, not stored; those
+        over the per-source cap are owed to the next run."""
+        links = [OwedLink(source.name, link, url_key(link, self.registry), found_on)
+                 for link in candidates]
+        self._count(source, "links_found", len(links))
+        known = self.known_url_keys({link.key for link in links
+                                     if link.key not in self._requested_keys})
+        deferred: list[OwedLink] = []
+        for link in links:
+            yield from self._follow_article(source, link, deferred, link.key in known)
+        if deferred:
+            self._count(source, "deferred", len(deferred))
+            self.owed.owe(deferred, f"deferred: over the cap of {self.max_articles_per_source} "
+                                    "articles per source and run", attempted=False)
 
-    def _follow_article(self, source: Source, link: OwedLink) -> Iterator[Request]:
-        """The request for ``link`` unless requested already in this crawl, stored, too long
-        to store, or over the per-source cap (then it is owed to the next run)."""
+    def _follow_article(self, source: Source, link: OwedLink, deferred: list[OwedLink],
+                        known: bool) -> Iterator[Request]:
+        """The request for ``link`` unless requested already in this crawl, ``known``
+        (stored), too long to store, or over the per-source cap (then it goes to
+        ``deferred``)."""
         if link.key in self._requested_keys:
             return
         self._requested_keys.add(link.key)
-        if self.known_url_keys(link.key):
+        if known:
             self._count(source, "links_known")
             return
         if len(link.url) > MAX_URL_LENGTH:
@@ -340,9 +342,7 @@ class NewsSpider(scrapy.Spider):
             return
         cap = self.max_articles_per_source
         if cap and self._requested_per_source[source.name] >= cap:
-            self._count(source, "deferred")
-            self.owed.owe(link, f"deferred: over the cap of {cap} articles per source and run",
-                          attempted=False)
+            deferred.append(link)
             return
         self._requested_per_source[source.name] += 1
         self._pending[link.key] = link
@@ -515,7 +515,7 @@ class NewsSpider(scrapy.Spider):
         if error:
             self._error(source, message)
         self._count(source, "owed")
-        self.owed.owe(link, message, attempted=True)
+        self.owed.owe([link], message, attempted=True)
 
     def owe_item(self, item: ArticleItem, message: str) -> None:
         """The storage pipeline could not store ``item``: an error of its source, owed."""
@@ -527,10 +527,11 @@ class NewsSpider(scrapy.Spider):
     def closed(self, reason: str) -> None:
         """Owe the articles requested and not finished (a stopped crawl); log one summary
         line per source."""
-        for link in list(self._pending.values()):
-            source = self.registry.get(link.source)
-            self._count(source, "owed")
-            self.owed.owe(link, f"not fetched: the crawl stopped ({reason})", attempted=False)
+        for link in self._pending.values():
+            self._count(self.registry.get(link.source), "owed")
+        if self._pending:
+            self.owed.owe(list(self._pending.values()),
+                          f"not fetched: the crawl stopped ({reason})", attempted=False)
         self._pending.clear()
         stats = self.crawler.stats
         for source in self.selected:
@@ -587,12 +588,13 @@ def _split_arg(value: str | Sequence[str]) -> list[str]:
     return [item.strip() for item in items if item and item.strip()]
 
 
-def _as_predicate(known: KnownUrlKeys | Collection[str] | None) -> KnownUrlKeys:
+def _as_lookup(known: KnownUrlKeys | Collection[str] | None) -> KnownUrlKeys:
     if known is None:
         return _nothing_known
     if callable(known):
         return known
-    return frozenset(known).__contains__
+    stored = frozenset(known)
+    return lambda keys: stored.intersection(keys)
 
 
 def read_sitemap(body: bytes, max_size: int = 0) -> tuple[str, list[dict[str, Any]]] | None:
