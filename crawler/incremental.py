@@ -10,8 +10,9 @@ the page completely, and written to the database when the crawl closes, for the 
 feeds, sitemaps and listing pages all read without error (``spider.discovery_failed``). Every
 article such a page linked is then either stored or owed (crawler/spiders/news.py), so a 304
 next time hides nothing: a failed article fetch does not cost the validators. A crawl stopped
-early (SIGTERM, Ctrl-C) keeps the validators of the pages whose follow-up pages (next listing
-page, sitemap shards) were read too; a crash or a kill saves none (the next crawl refetches the
+early (SIGTERM, Ctrl-C) keeps them only for the sources whose feed, sitemap and listing
+requests were all answered (``spider.discovery_unfinished``: a next listing page never read
+must not hide behind a 304); a crash or a kill saves none (the next crawl refetches the
 pages; their stored articles are skipped anyway).
 
 Settings: ``DTMON_DATABASE_URL``; ``DTMON_REFRESH`` (send no conditional headers).
@@ -57,8 +58,6 @@ class ConditionalRequestMiddleware(BaseSpiderMiddleware):
         self.sessions = session_factory(self.engine)
         self.refresh = settings.getbool("DTMON_REFRESH")
         self.processed: list[Validators] = []
-        # Follow-up discovery pages (next listing page, sitemap shard) requested from a page.
-        self.follow_ups: dict[str, set[str]] = {}
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> ConditionalRequestMiddleware:
@@ -81,23 +80,15 @@ class ConditionalRequestMiddleware(BaseSpiderMiddleware):
 
     def process_spider_output(self, response: Response | None, result: Iterable[Any],
                               spider: Spider | None = None) -> Iterable[Any]:
-        for output in super().process_spider_output(response, result):
-            self._note_follow_up(response, output)
-            yield output
+        yield from super().process_spider_output(response, result)
         self._processed(response)
 
     async def process_spider_output_async(self, response: Response | None,
                                           result: AsyncIterator[Any],
                                           spider: Spider | None = None) -> AsyncIterator[Any]:
         async for output in super().process_spider_output_async(response, result):
-            self._note_follow_up(response, output)
             yield output
         self._processed(response)
-
-    def _note_follow_up(self, response: Response | None, output: Any) -> None:
-        if (response is not None and isinstance(output, Request)
-                and (output.meta.get(CONDITIONAL) or "dtmon_listing" in output.meta)):
-            self.follow_ups.setdefault(response.url, set()).add(output.url)
 
     def _processed(self, response: Response | None) -> None:
         """The callback of ``response`` ran to its end: its validators may be kept."""
@@ -110,13 +101,12 @@ class ConditionalRequestMiddleware(BaseSpiderMiddleware):
 
     def spider_closed(self, spider: Spider, reason: str) -> None:
         """Save the validators of the pages read, except for sources whose discovery pages
-        had errors and, when the crawl stopped early, pages whose follow-ups were not read."""
+        had errors and, when the crawl stopped early, sources with discovery pages unread."""
         try:
-            failed: set[str] = getattr(spider, "discovery_failed", set())
-            kept = [v for v in self.processed if v.source not in failed]
+            skipped: set[str] = set(getattr(spider, "discovery_failed", set()))
             if reason != "finished":
-                read = {v.url for v in self.processed}
-                kept = [v for v in kept if self._followed_up(v.url, read)]
+                skipped |= getattr(spider, "discovery_unfinished", set())
+            kept = [v for v in self.processed if v.source not in skipped]
             with session_scope(self.sessions) as session:
                 for validators in kept:
                     repository.save_validators(session, validators.url, validators.etag,
@@ -125,12 +115,6 @@ class ConditionalRequestMiddleware(BaseSpiderMiddleware):
                         reason, len(kept), len(self.processed) - len(kept))
         finally:
             self.engine.dispose()
-
-    def _followed_up(self, url: str, read: set[str], seen: frozenset[str] = frozenset()) -> bool:
-        """Whether every follow-up page of ``url`` (and theirs) was read."""
-        return all(page in read and page not in seen
-                   and self._followed_up(page, read, seen | {url})
-                   for page in self.follow_ups.get(url, ()))
 
 
 def _header(response: Response, name: bytes) -> str | None:

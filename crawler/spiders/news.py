@@ -74,6 +74,7 @@ KnownUrlKeys = Callable[[Collection[str]], set[str]]
 _CHARSET = re.compile(r"charset\s*=\s*[\"']?([\w.:-]+)", re.I)
 _GZIP_MAGIC = b"\x1f\x8b"
 _DIGITS = re.compile(r"\d+")
+_DISCOVERY = "dtmon_discovery"  # meta flag of feed, sitemap and listing requests
 # HTTP answers that say the article is gone or forbidden: not owed, fetching again is no use.
 _RETRYABLE_STATUS = frozenset({408, 425, 429})
 DEFAULT_MAX_ARTICLES_PER_SOURCE = 200
@@ -136,8 +137,15 @@ class NewsSpider(scrapy.Spider):
         self._pending: dict[str, OwedLink] = {}
         self._requested_per_source: Counter[str] = Counter()
         # Sources whose feed, sitemap or listing pages had an error (their validators are not
-        # saved: a page not read must be read again).
+        # saved: a page not read must be read again), and discovery requests not answered yet
+        # per source (a crawl stopped early saves no validators for those sources).
         self.discovery_failed: set[str] = set()
+        self._discovery_pending: Counter[str] = Counter()
+
+    @property
+    def discovery_unfinished(self) -> set[str]:
+        """Sources with feed, sitemap or listing requests still unanswered."""
+        return {name for name, count in self._discovery_pending.items() if count > 0}
 
     @property
     def max_articles_per_source(self) -> int:
@@ -180,6 +188,9 @@ class NewsSpider(scrapy.Spider):
                                 dtmon_listing=index, dtmon_page=1, **conditional)
 
     def _request(self, source: Source, url: str, callback: Callable, **meta: Any) -> Request:
+        if callback in (self.parse_feed, self.parse_sitemap, self.parse_listing):
+            meta[_DISCOVERY] = True
+            self._discovery_pending[source.name] += 1
         return Request(url, callback=callback, errback=self.on_error,
                        meta={"dtmon_source": source.name, **meta})
 
@@ -287,8 +298,10 @@ class NewsSpider(scrapy.Spider):
             return None
         self._visited_listings.add(visit)
         if method == "POST":
+            self._discovery_pending[source.name] += 1
             return FormRequest(url, formdata=form, callback=self.parse_listing,
-                               errback=self.on_error, meta={"dtmon_source": source.name, **meta})
+                               errback=self.on_error,
+                               meta={"dtmon_source": source.name, _DISCOVERY: True, **meta})
         return self._request(source, url, self.parse_listing, **meta, **{CONDITIONAL: True})
 
     # ------------------------------------------------------------------ articles
@@ -477,6 +490,7 @@ class NewsSpider(scrapy.Spider):
         article that may still be fetched (not gone, not forbidden) is owed."""
         request = failure.request
         source = self.registry.get(request.meta["dtmon_source"])
+        self._answered(source, request.meta)
         article = "dtmon_article" in request.meta
         if failure.check(InterstitialPage):
             # Counted and logged by InterstitialMiddleware.
@@ -543,8 +557,13 @@ class NewsSpider(scrapy.Spider):
 
     def _fetched(self, response: Response) -> Source:
         source = self.registry.get(response.meta["dtmon_source"])
+        self._answered(source, response.meta)
         self._count(source, "pages_fetched")
         return source
+
+    def _answered(self, source: Source, meta: dict[str, Any]) -> None:
+        if meta.get(_DISCOVERY):
+            self._discovery_pending[source.name] -= 1
 
     def _allowed(self, source: Source, url: str) -> bool:
         try:
