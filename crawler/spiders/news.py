@@ -149,9 +149,12 @@ class NewsSpider(scrapy.Spider):
 
     @property
     def max_articles_per_source(self) -> int:
-        """The cap on articles requested per source and run (0: no cap)."""
-        return self.settings.getint("DTMON_MAX_ARTICLES_PER_SOURCE",
-                                    DEFAULT_MAX_ARTICLES_PER_SOURCE)
+        """The cap on articles requested per source and run (0: no cap). A spider made
+        without a crawler (seeding a distributed crawl) has the default."""
+        settings = getattr(self, "settings", None)
+        if settings is None:
+            return DEFAULT_MAX_ARTICLES_PER_SOURCE
+        return settings.getint("DTMON_MAX_ARTICLES_PER_SOURCE", DEFAULT_MAX_ARTICLES_PER_SOURCE)
 
     # ------------------------------------------------------------------ start
 
