@@ -18,7 +18,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import SplitResult, urljoin, urlsplit
 
 from lxml import html as lxml_html
 
@@ -122,8 +122,9 @@ def find_article_links(html: str | bytes, base_url: str, allowed_hosts: set[str]
     if tree is None:
         return []
     hosts = {_bare_host(h) for h in allowed_hosts}
-    links = [link for link in _links(tree, base_url) if _bare_host(urlsplit(link.url).hostname)
-             in hosts and not _same_page(link.url, base_url)]
+    page = _page_identity(urlsplit(base_url))
+    links = [link for link, parts in _links_with_parts(tree, base_url)
+             if _bare_host(parts.hostname) in hosts and _page_identity(parts) != page]
     facts = _PageFacts()
     in_chrome = {id(link.element) for link in links if _in_chrome(link.element, facts)}
     candidates = [link for link in links if id(link.element) not in in_chrome
@@ -197,10 +198,14 @@ def _bare_host(host: str | None) -> str:
     return host[4:] if host.startswith("www.") else host
 
 
-def _same_page(url: str, base_url: str) -> bool:
-    a, b = urlsplit(url), urlsplit(base_url)
-    return (_bare_host(a.hostname), a.path.rstrip("/"), a.query) == (
-        _bare_host(b.hostname), b.path.rstrip("/"), b.query)
+def _links_with_parts(tree: lxml_html.HtmlElement, base_url: str):
+    for link in _links(tree, base_url):
+        yield link, urlsplit(link.url)
+
+
+def _page_identity(parts: SplitResult) -> tuple[str, str, str]:
+    """What makes two URLs the same page for discovery: host without www, path, query."""
+    return _bare_host(parts.hostname), parts.path.rstrip("/"), parts.query
 
 
 @lru_cache(maxsize=8192)

@@ -74,6 +74,7 @@ KnownUrlKeys = Callable[[Collection[str]], set[str]]
 _CHARSET = re.compile(r"charset\s*=\s*[\"']?([\w.:-]+)", re.I)
 _GZIP_MAGIC = b"\x1f\x8b"
 _DIGITS = re.compile(r"\d+")
+_SAME_PAGE_SIZE = 0.25  # pages whose sizes differ by more than this share are not the same
 _DISCOVERY = "dtmon_discovery"  # meta flag of feed, sitemap and listing requests
 # HTTP answers that say the article is gone or forbidden: not owed, fetching again is no use.
 _RETRYABLE_STATUS = frozenset({408, 425, 429})
@@ -129,6 +130,8 @@ class NewsSpider(scrapy.Spider):
         self._yielded_keys: set[str] = set()
         self._visited_listings: set[tuple] = set()
         self._listing_digests: dict[str, set[str]] = {s.name: set() for s in self.selected}
+        # Listing pages whose text digest is not computed yet (see _listing_digests_near).
+        self._undigested_listings: dict[str, list[Response]] = {}
         self._home_digests: dict[str, str | None] = {}  # None: no usable home page text
         # Articles (with their text digest and link) waiting for their source's home page.
         self._awaiting_home: dict[str, list[tuple[ArticleItem, str, OwedLink]]] = {}
@@ -474,9 +477,22 @@ class NewsSpider(scrapy.Spider):
                 yield self._found(source, item, link)
 
     def _remember_listing(self, source: Source, response: Response) -> None:
-        """Keep a listing page's text digest: an "article" with the same text is not one."""
-        if digest := _page_digest(response):
-            self._listing_digests[source.name].add(digest)
+        """Keep a listing page: an "article" with the same text is not one. Its text is
+        extracted only when an article page of about its size needs the comparison (a listing
+        of thousands of links takes seconds to extract, and most are never compared)."""
+        self._undigested_listings.setdefault(source.name, []).append(response)
+
+    def _listing_digests_near(self, source: Source, size: int) -> set[str]:
+        """The text digests of the source's listing pages, those of a body size near ``size``
+        computed now (a listing served in place of an article has the listing's size)."""
+        pending = self._undigested_listings.get(source.name, [])
+        near = [page for page in pending
+                if abs(len(page.body) - size) <= _SAME_PAGE_SIZE * max(len(page.body), size)]
+        for page in near:
+            pending.remove(page)
+            if digest := _page_digest(page):
+                self._listing_digests[source.name].add(digest)
+        return self._listing_digests[source.name]
 
     def _not_an_article(self, source: Source, response: Response, page_canonical: str | None,
                         digest: str) -> str | None:
@@ -484,7 +500,7 @@ class NewsSpider(scrapy.Spider):
                     (*source.feeds, *source.sitemaps, *(li.url for li in source.listings))}
         return not_an_article_reason(
             response.url, page_canonical, lambda url: url_key(url, self.registry) in listings,
-            digest, self._listing_digests.get(source.name, set()))
+            digest, self._listing_digests_near(source, len(response.body)))
 
     # ------------------------------------------------------------------ errors and bookkeeping
 
