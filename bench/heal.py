@@ -134,17 +134,21 @@ def run(rounds: int = ROUNDS, seed: int | None = None, sites: Path = DEFAULT_MIR
     """``rounds`` random rounds: how many healed, and the placements of those that did not."""
     rng = random.Random(seed)
     healed, failures, started = 0, [], time.monotonic()
+    not_modified: list[int] = []
     for number in range(rounds):
         placement = random_placement(sites, rng)
         with tempfile.TemporaryDirectory(prefix="dtmon-heal-") as folder:
             result = heal_round(sites, f"sqlite:///{Path(folder) / 'heal.db'}", placement)
         healed += result.healed
+        not_modified.append(result.not_modified_in_clean)
         if not result.healed:
             failures.append(f"round {number}: missing {sorted(result.missing)} "
                             f"(faults {placement})")
     rows = [
         {"metric": "rounds healed by one clean crawl (random fault on one article per host)",
          "value": f"{healed} of {rounds}", "target": f"{rounds} of {rounds}"},
+        {"metric": "304 answers to the clean crawl's conditional requests (fewest in a round)",
+         "value": min(not_modified, default=0)},
         {"metric": "seconds per round (faulty crawl + clean crawl)",
          "value": (time.monotonic() - started) / max(rounds, 1), "unit": "s"},
     ]
