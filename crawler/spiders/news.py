@@ -76,7 +76,8 @@ _GZIP_MAGIC = b"\x1f\x8b"
 _DIGITS = re.compile(r"\d+")
 _SAME_PAGE_SIZE = 0.25  # pages whose sizes differ by more than this share are not the same
 _DISCOVERY = "dtmon_discovery"  # meta flag of feed, sitemap and listing requests
-# HTTP answers that say the article is gone or forbidden: not owed, fetching again is no use.
+# 4xx answers that are passing states (time-out, too early, too many requests): the article is
+# owed. Any other 4xx says it is gone or forbidden: fetching it again is no use.
 _RETRYABLE_STATUS = frozenset({408, 425, 429})
 DEFAULT_MAX_ARTICLES_PER_SOURCE = 200
 
