@@ -51,6 +51,7 @@ BENCH_SETTINGS = {
     "CONCURRENT_REQUESTS_PER_DOMAIN": "16",
     "DOWNLOAD_DELAY": "0",
     "AUTOTHROTTLE_ENABLED": "0",
+    "DTMON_MAX_ARTICLES_PER_SOURCE": "0",  # every article of the synthetic hosts in one run
 }
 IDLE_EXIT_SECONDS = 2
 _POLL_SECONDS = 0.25

@@ -15,8 +15,10 @@ A link is judged by three independent signals, none of which decides alone:
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from urllib.parse import urljoin, urlsplit
+from collections import Counter
+from dataclasses import dataclass, field
+from functools import lru_cache
+from urllib.parse import SplitResult, urljoin, urlsplit
 
 from lxml import html as lxml_html
 
@@ -58,6 +60,7 @@ _SIDEBAR_HEADINGS = {
         "Tin đọc nhiều", "Có thể bạn quan tâm", "Liên kết website", "Liên kết",
     )
 }
+_CATEGORY_PREFIXES = tuple(word + "-" for word in _CATEGORY_WORDS)
 _NAV_LABELS = {
     match_key(text)
     for text in (
@@ -84,6 +87,30 @@ class _Link:
     element: lxml_html.HtmlElement
 
 
+@dataclass
+class _PageFacts:
+    """Per-element facts computed once per page, so that discovery stays linear in the page
+    size: a listing of thousands of links in one container asks them about the same parents
+    thousands of times."""
+
+    sibling_signatures: dict[lxml_html.HtmlElement, Counter] = field(default_factory=dict)
+    sidebar_headings: dict[lxml_html.HtmlElement, bool] = field(default_factory=dict)
+
+    def twins(self, node: lxml_html.HtmlElement, parent: lxml_html.HtmlElement) -> int:
+        """How many children of ``parent`` share ``node``'s tag and class."""
+        counts = self.sibling_signatures.get(parent)
+        if counts is None:
+            counts = Counter((c.tag, c.get("class")) for c in parent.iterchildren())
+            self.sibling_signatures[parent] = counts
+        return counts[(node.tag, node.get("class"))]
+
+    def has_sidebar_heading(self, element: lxml_html.HtmlElement) -> bool:
+        known = self.sidebar_headings.get(element)
+        if known is None:
+            known = self.sidebar_headings[element] = _has_sidebar_heading(element)
+        return known
+
+
 def find_article_links(html: str | bytes, base_url: str, allowed_hosts: set[str] | frozenset[str]
                        | list[str]) -> list[str]:
     """Return the absolute URLs of the article links on a listing page, in page order, unique.
@@ -95,12 +122,14 @@ def find_article_links(html: str | bytes, base_url: str, allowed_hosts: set[str]
     if tree is None:
         return []
     hosts = {_bare_host(h) for h in allowed_hosts}
-    links = [link for link in _links(tree, base_url) if _bare_host(urlsplit(link.url).hostname)
-             in hosts and not _same_page(link.url, base_url)]
-    in_chrome = {id(link.element) for link in links if _in_chrome(link.element)}
+    page = _page_identity(urlsplit(base_url))
+    links = [link for link, parts in _links_with_parts(tree, base_url)
+             if _bare_host(parts.hostname) in hosts and _page_identity(parts) != page]
+    facts = _PageFacts()
+    in_chrome = {id(link.element) for link in links if _in_chrome(link.element, facts)}
     candidates = [link for link in links if id(link.element) not in in_chrome
                   and _url_score(link.url) > 0]
-    blocks = _repeated_blocks(candidates)
+    blocks = _repeated_blocks(candidates, facts)
     found: dict[str, None] = {}
     for link in candidates:
         if _is_article(link, blocks):
@@ -154,12 +183,12 @@ def _parse(html: str | bytes) -> lxml_html.HtmlElement | None:
 
 
 def _links(tree: lxml_html.HtmlElement, base_url: str):
-    base = tree.xpath("string(//base/@href)") or base_url
+    base = urljoin(base_url, tree.xpath("string(//base/@href)") or base_url)
     for anchor in tree.iter("a"):
         href = (anchor.get("href") or "").strip()
         if not href or href.lower().startswith(_SKIPPED_SCHEMES):
             continue
-        url = urljoin(urljoin(base_url, base), href).split("#", 1)[0]
+        url = urljoin(base, href).split("#", 1)[0]
         if not url.startswith(("http://", "https://")):
             continue
         yield _Link(url, _link_text(anchor), anchor)
@@ -175,12 +204,17 @@ def _bare_host(host: str | None) -> str:
     return host[4:] if host.startswith("www.") else host
 
 
-def _same_page(url: str, base_url: str) -> bool:
-    a, b = urlsplit(url), urlsplit(base_url)
-    return (_bare_host(a.hostname), a.path.rstrip("/"), a.query) == (
-        _bare_host(b.hostname), b.path.rstrip("/"), b.query)
+def _links_with_parts(tree: lxml_html.HtmlElement, base_url: str):
+    for link in _links(tree, base_url):
+        yield link, urlsplit(link.url)
 
 
+def _page_identity(parts: SplitResult) -> tuple[str, str, str]:
+    """What makes two URLs the same page for discovery: host without www, path, query."""
+    return _bare_host(parts.hostname), parts.path.rstrip("/"), parts.query
+
+
+@lru_cache(maxsize=8192)
 def _url_score(url: str) -> int:
     """2 = looks like an article, 1 = could be one, 0 = not an article page."""
     parts = urlsplit(url)
@@ -189,7 +223,7 @@ def _url_score(url: str) -> int:
     if not segments or _ASSET_EXTENSIONS.search(path):
         return 0
     if any(_PAGE_EXTENSIONS.sub("", s).lower() in _CATEGORY_WORDS for s in segments) or any(
-        s.lower().startswith(tuple(w + "-" for w in _CATEGORY_WORDS)) for s in segments
+        s.lower().startswith(_CATEGORY_PREFIXES) for s in segments
     ):
         return 0
     last = _PAGE_EXTENSIONS.sub("", segments[-1])
@@ -219,7 +253,7 @@ def _text_score(text: str) -> int:
     return 1 if words >= _MIN_TITLE_WORDS else 0
 
 
-def _in_chrome(element: lxml_html.HtmlElement) -> bool:
+def _in_chrome(element: lxml_html.HtmlElement, facts: _PageFacts) -> bool:
     """True when the link sits in navigation, header/footer, a sidebar or an "other news" box."""
     inside_item = False
     for ancestor in element.iterancestors():
@@ -232,7 +266,7 @@ def _in_chrome(element: lxml_html.HtmlElement) -> bool:
             return True
         if inside_item and (tag in ("nav", "aside") or _is_navigation_marker(marker)):
             return True
-        if _has_sidebar_heading(ancestor):
+        if facts.has_sidebar_heading(ancestor):
             return True
     return False
 
@@ -262,27 +296,26 @@ def _in_pager(element: lxml_html.HtmlElement) -> bool:
     return False
 
 
-def _block_of(element: lxml_html.HtmlElement, max_depth: int = 6) -> tuple | None:
+def _block_of(element: lxml_html.HtmlElement, facts: _PageFacts, max_depth: int = 6
+              ) -> tuple | None:
     """The repeated sibling block (card, list item) holding ``element``, if any."""
     node = element
     for _ in range(max_depth):
         parent = node.getparent()
         if parent is None:
             return None
-        signature = (node.tag, node.get("class"))
-        twins = [c for c in parent.iterchildren() if (c.tag, c.get("class")) == signature]
-        if len(twins) >= 2:
-            return (id(parent), signature)
+        if facts.twins(node, parent) >= 2:
+            return (id(parent), (node.tag, node.get("class")))
         node = parent
     return None
 
 
-def _repeated_blocks(links: list[_Link]) -> dict[int, tuple]:
+def _repeated_blocks(links: list[_Link], facts: _PageFacts) -> dict[int, tuple]:
     """Map link element ids to their block, for blocks holding two or more distinct URLs."""
     by_block: dict[tuple, set[str]] = {}
     block_of: dict[int, tuple] = {}
     for link in links:
-        block = _block_of(link.element)
+        block = _block_of(link.element, facts)
         if block is not None:
             block_of[id(link.element)] = block
             by_block.setdefault(block, set()).add(link.url)

@@ -19,7 +19,7 @@ import re
 import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, date, datetime, timedelta
 from itertools import islice
 from urllib.parse import urljoin
 
@@ -170,6 +170,10 @@ _DATE_META = (
     "date",
 )
 _DEFAULT_OFFSET = "+07:00"
+# A publication date outside these bounds is a placeholder (ASP.NET's 0001-01-01, 9999-12-31)
+# or a typo, not a date: treated as missing.
+_EARLIEST_DATE = date(1990, 1, 1)
+_FUTURE_SLACK = timedelta(days=1)
 _DATE_LINE_MAX = 160
 _DATE_SCAN_LIMIT = 60
 
@@ -657,10 +661,23 @@ def _published(
     structured = _structured_date(tree, head)
     if structured and "T" in structured:
         return structured
-    visible = _visible_date(page, title_node)
+    visible = plausible_date(_visible_date(page, title_node))
     if visible and (structured is None or visible.startswith(structured)):
         return visible
-    return structured or _fallback_date(tree)
+    return structured or plausible_date(_fallback_date(tree))
+
+
+def plausible_date(value: str | None, now: datetime | None = None) -> str | None:
+    """``value`` (ISO 8601 or a bare date) if it lies between 1990 and a day from ``now``,
+    else None: such a date is a placeholder or a typo, as good as none."""
+    if not value:
+        return None
+    try:
+        day = date.fromisoformat(value[:10])
+    except ValueError:
+        return None
+    latest = ((now or datetime.now(UTC)) + _FUTURE_SLACK).date()
+    return value if _EARLIEST_DATE <= day <= latest else None
 
 
 def _structured_date(tree: etree._Element, head: _HeadData) -> str | None:
@@ -668,7 +685,7 @@ def _structured_date(tree: etree._Element, head: _HeadData) -> str | None:
     for node in tree.xpath('//*[@itemprop="datePublished"]')[:1]:
         candidates.append(node.get("content") or node.get("datetime") or _text(node))
     for value in candidates:
-        parsed = _iso(value) if isinstance(value, str) else None
+        parsed = plausible_date(_iso(value)) if isinstance(value, str) else None
         if parsed:
             return parsed
     return None

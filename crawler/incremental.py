@@ -6,10 +6,14 @@
 ``HttpError`` (the spider counts it as ``not_modified`` and follows nothing from it).
 
 The validators of a ``200`` answer are remembered only once the spider callback has consumed
-the page completely, and written to the database only when the crawl finishes normally, for
-the sources that had no error in it. So a crash, a kill, a shutdown or a failed article fetch
-never leaves a validator that would hide an unprocessed page on the next crawl (the next crawl
-refetches the page; its stored articles are skipped anyway).
+the page completely, and written to the database when the crawl closes, for the sources whose
+feeds, sitemaps and listing pages all read without error (``spider.discovery_failed``). Every
+article such a page linked is then either stored or owed (crawler/spiders/news.py), so a 304
+next time hides nothing: a failed article fetch does not cost the validators. A crawl stopped
+early (SIGTERM, Ctrl-C) keeps them only for the sources whose feed, sitemap and listing
+requests were all answered (``spider.discovery_unfinished``: a next listing page never read
+must not hide behind a 304); a crash or a kill saves none (the next crawl refetches the
+pages; their stored articles are skipped anyway).
 
 Settings: ``DTMON_DATABASE_URL``; ``DTMON_REFRESH`` (send no conditional headers).
 """
@@ -96,19 +100,19 @@ class ConditionalRequestMiddleware(BaseSpiderMiddleware):
                                              response.url, etag, last_modified))
 
     def spider_closed(self, spider: Spider, reason: str) -> None:
-        """Save the validators of a finished crawl, except for sources that had errors."""
+        """Save the validators of the pages read, except for sources whose discovery pages
+        had errors and, when the crawl stopped early, sources with discovery pages unread."""
         try:
+            skipped: set[str] = set(getattr(spider, "discovery_failed", set()))
             if reason != "finished":
-                logger.info("crawl ended (%s): no validators saved", reason)
-                return
-            errors: dict[str, list[str]] = getattr(spider, "source_errors", {})
-            kept = [v for v in self.processed if not errors.get(v.source)]
+                skipped |= getattr(spider, "discovery_unfinished", set())
+            kept = [v for v in self.processed if v.source not in skipped]
             with session_scope(self.sessions) as session:
                 for validators in kept:
                     repository.save_validators(session, validators.url, validators.etag,
                                                validators.last_modified)
-            logger.info("saved validators of %d page(s) (%d skipped: source had errors)",
-                        len(kept), len(self.processed) - len(kept))
+            logger.info("crawl ended (%s): saved validators of %d page(s) (%d skipped)",
+                        reason, len(kept), len(self.processed) - len(kept))
         finally:
             self.engine.dispose()
 

@@ -17,6 +17,7 @@ class ArticleItem(scrapy.Item):
     province = scrapy.Field()
     url = scrapy.Field()
     urls = scrapy.Field()
+    found_on = scrapy.Field()  # the feed, sitemap or listing page that linked it
     title = scrapy.Field()
     text = scrapy.Field()
     published = scrapy.Field()  # ISO 8601 string or bare date, or None

@@ -5,6 +5,10 @@ progress and a run record says what happened."""
 from __future__ import annotations
 
 import logging
+import os
+import socket
+from collections.abc import Collection
+from datetime import timedelta
 from typing import Any
 
 from scrapy import Spider, signals
@@ -22,6 +26,7 @@ from monitor.ingest import ingest_article
 from monitor.topics import TopicModel, load_topics
 from storage import repository
 from storage.db import StorageError, init_db, make_engine, session_factory, session_scope
+from storage.repository import OwedLink
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +35,7 @@ logger = logging.getLogger(__name__)
 # JSON, every _FLUSH_SECONDS and when the crawl ends.
 _COLUMN_COUNTERS = ("pages_fetched", "not_modified", "articles_new", "articles_seen", "errors")
 _FLUSH_SECONDS = 1.0
+PARENT_GONE = "parent_gone"
 
 
 class StoragePipeline:
@@ -38,7 +44,13 @@ class StoragePipeline:
     Settings: ``DTMON_DATABASE_URL`` (default: :func:`storage.db.database_url`),
     ``DTMON_RUN_ID`` (the run record to fill; a new one is made when absent, as for a plain
     ``scrapy crawl news``), ``DTMON_REFRESH`` (refetch articles already stored),
-    ``DTMON_ALERTS`` (alert rules file; default ``config/alerts.yaml``).
+    ``DTMON_ALERTS`` (alert rules file; default ``config/alerts.yaml``),
+    ``DTMON_OWED_MAX_ATTEMPTS`` / ``DTMON_OWED_BACKOFF_SECONDS`` (when owed articles are fetched
+    again and given up, see :class:`storage.repository.OwedPolicy`).
+
+    It is also the spider's owed-article ledger (``spider.owed``), kept in ``owed_articles``:
+    an article stored is settled in the transaction that stores it; one that fails to store
+    (any exception) is an error of its source and owed.
     """
 
     def __init__(self, crawler: Crawler) -> None:
@@ -52,6 +64,12 @@ class StoragePipeline:
         self.refresh = settings.getbool("DTMON_REFRESH")
         self.run_id: int | None = settings.getint("DTMON_RUN_ID") or None
         self.owns_run = self.run_id is None
+        # A run started by `dtmon crawl` or the daemon: that process finishes it, and when it
+        # dies (kill -9) the crawl stops rather than go on alone.
+        self.parent_pid = None if self.owns_run else os.getppid()
+        self.policy = repository.OwedPolicy(
+            max_attempts=settings.getint("DTMON_OWED_MAX_ATTEMPTS", 8),
+            backoff=timedelta(seconds=settings.getfloat("DTMON_OWED_BACKOFF_SECONDS", 900)))
         self._flusher = task.LoopingCall(self.flush_stats)
 
     @classmethod
@@ -65,27 +83,65 @@ class StoragePipeline:
         """Start the run record, teach the spider what is stored, flush stats periodically."""
         if self.owns_run:
             with session_scope(self.sessions) as session:
-                self.run_id = repository.start_run(session, trigger="scrapy").id
+                self.run_id = repository.start_run(session, trigger="scrapy", pid=os.getpid(),
+                                                   host=socket.gethostname()).id
         if not self.refresh:
-            spider.known_url_keys = self.is_stored
+            spider.known_url_keys = self.stored_keys
+        spider.owed = self
         self._flusher.start(_FLUSH_SECONDS, now=True)
 
-    def is_stored(self, url_key: str) -> bool:
-        """Whether an article with this URL key is already in the database."""
+    def stored_keys(self, url_keys: Collection[str]) -> set[str]:
+        """Those of ``url_keys`` whose article is already in the database."""
+        if not url_keys:
+            return set()
         with self.sessions() as session:
-            return bool(repository.known_url_keys(session, [url_key]))
+            return repository.known_url_keys(session, url_keys)
+
+    def due(self, source: str, limit: int) -> list[OwedLink]:
+        """The owed articles of ``source`` to fetch again now (the spider's ledger)."""
+        with session_scope(self.sessions) as session:
+            due = repository.due_owed(session, source, limit)
+            stored = repository.known_url_keys(session, [owed.url_key for owed in due])
+            repository.settle_owed(session, stored)  # stored meanwhile by another crawl
+            return [OwedLink(source, owed.url, owed.url_key, owed.found_on)
+                    for owed in due if owed.url_key not in stored]
+
+    def owe(self, links: list[OwedLink], error: str, attempted: bool) -> None:
+        """Record ``links`` as owed (the spider's ledger); a database failure is logged."""
+        try:
+            with session_scope(self.sessions) as session:
+                rows = repository.owe_articles(session, links, error=error, attempted=attempted,
+                                               policy=self.policy)
+                given_up = [(row.source_name, row.url, row.attempts) for row in rows
+                            if row.state == "gave_up"]
+        except Exception as exc:  # noqa: BLE001 - e.g. the disk is full: say what is lost
+            logger.error("cannot record %d owed article(s), e.g. %s (%s): %s", len(links),
+                         links[0].url, error, exc)
+            return
+        for source, url, attempts in given_up:
+            logger.warning("[%s] gave up on %s after %d attempts: %s", source, url, attempts,
+                           error)
 
     def process_item(self, item: Any) -> Any:
-        """Store one article with its topic result and story, counting it new or seen."""
+        """Store one article with its topic result and story, counting it new or seen, and
+        settle it in the owed list. Any failure: an error of its source, the article owed."""
         if not isinstance(item, ArticleItem):
             return item
-        data = article_data(item, self.crawler.spider.registry)
+        spider = self.crawler.spider
+        data = article_data(item, spider.registry)
         try:
             with session_scope(self.sessions) as session:
                 result = ingest_article(session, data, self.topics, self.alerts)
+                repository.settle_owed(session, {data.url_key, *(
+                    url_key(url, spider.registry) for url in data.urls)})
         except StorageError as exc:
             self._stop_crawl(f"cannot store {data.url}: {exc}")
+            spider.owe_item(item, f"not stored, {exc}: {data.url}")
             raise DropItem(str(exc)) from exc
+        except Exception as exc:
+            message = f"not stored, {type(exc).__name__}: {_first_line(exc)}: {data.url}"
+            spider.owe_item(item, message)
+            raise DropItem(message) from exc
         counter = "articles_new" if result.created else "articles_seen"
         self.crawler.stats.inc_value(f"dtmon/{data.source_name}/{counter}")
         if not result.created:
@@ -99,6 +155,10 @@ class StoragePipeline:
         spider = self.crawler.spider
         if spider is None or self.run_id is None:
             return
+        if self.parent_pid is not None and os.getppid() != self.parent_pid:
+            self.parent_pid = None
+            self._stop_crawl("the dtmon process that started this crawl is gone",
+                             reason=PARENT_GONE)
         counters = _source_counters(self.crawler.stats.get_stats())
         errors: dict[str, list[str]] = getattr(spider, "source_errors", {})
         with session_scope(self.sessions) as session:
@@ -121,18 +181,19 @@ class StoragePipeline:
         status = "ok" if reason == "finished" else "failed"
         with session_scope(self.sessions) as session:
             self.flush_stats()
-            if self.owns_run:
+            if self.owns_run or reason == PARENT_GONE:
                 repository.finish_run(session, self._run(), status)
             elif status == "failed":
                 repository.mark_run(session, self._run(), status)
         self.engine.dispose()
 
-    def _stop_crawl(self, message: str) -> None:
-        """Storage is failing (disk full, read-only…): stop rather than drop every article."""
+    def _stop_crawl(self, message: str, reason: str = "storage_error") -> None:
+        """Stop the crawl: storage is failing (disk full, read-only…), rather than drop every
+        article; or its parent process is gone."""
         logger.error("%s; stopping the crawl", message)
         engine = self.crawler.engine
         if engine is not None:
-            deferred_from_coro(engine.close_spider_async(reason="storage_error"))
+            deferred_from_coro(engine.close_spider_async(reason=reason))
 
     def _run(self) -> int:
         assert self.run_id is not None, "the run record is created when the spider opens"
@@ -157,6 +218,11 @@ def article_data(item: ArticleItem, registry: Registry) -> repository.ArticleDat
         raw_html=item.get("raw_html") or b"",
         fetched_at=item.get("fetched_at"),
     )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else repr(exc)
 
 
 def _source_counters(stats: dict[str, Any]) -> dict[str, dict[str, int]]:

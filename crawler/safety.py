@@ -10,6 +10,10 @@
   (defusedxml), so neither "billion laughs" nor external entities reach a parser.
 - :func:`gunzip_capped`: decompression stops at ``DOWNLOAD_MAXSIZE``.
 - :func:`not_an_article_reason`: a page that is really the site's home or a listing page.
+- :func:`truncation_reason`: a body cut short that the transport could not tell (a response
+  without Content-Length ended by a closed connection, or text that stops mid-word). A body
+  shorter than its Content-Length, or chunked without its last chunk, never gets this far:
+  Scrapy fails it (``DOWNLOAD_FAIL_ON_DATALOSS``) and it is retried.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import asyncio
 import hashlib
 import ipaddress
 import logging
+import re
 from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -40,6 +45,7 @@ from crawler.urls import declared_home, is_site_root
 logger = logging.getLogger(__name__)
 
 _LOCAL_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost")
+_CLOSING_MARKUP = re.compile(rb"</(?:body|html)\s*>", re.I)
 
 
 class ForbiddenHost(IgnoreRequest):
@@ -202,3 +208,21 @@ def not_an_article_reason(final_url: str, page_canonical: str | None,
 def text_digest(text: str) -> str:
     """A short fingerprint of an extracted text (whitespace-insensitive)."""
     return hashlib.blake2b(" ".join(text.split()).encode(), digest_size=12).hexdigest()
+
+
+def truncation_reason(body: bytes, ended_by_close: bool, text: str) -> str | None:
+    """Why a fetched page looks cut short, or None when it looks whole.
+
+    A page that ends with its closing ``</body>``/``</html>`` is whole. Without it: a body
+    whose length was never declared and that ended when the server closed the connection
+    (Scrapy's ``partial`` flag) is truncated; any other page whose extracted ``text`` stops
+    mid-word is suspect.
+    """
+    if _CLOSING_MARKUP.search(body):
+        return None
+    if ended_by_close:
+        return "connection closed before the page's closing markup (no Content-Length)"
+    last = text.rstrip()[-1:]
+    if last.isalnum():
+        return "text stops mid-word and no closing markup follows"
+    return None

@@ -1,5 +1,7 @@
 """Scrapy settings of dtmon's crawler (``scrapy crawl news`` reads these)."""
 
+import crawler.urls as _urls
+
 BOT_NAME = "dtmon"
 SPIDER_MODULES = ["crawler.spiders"]
 NEWSPIDER_MODULE = "crawler.spiders"
@@ -35,6 +37,9 @@ DTMON_RETRY_AFTER_MAX = 120  # seconds; a longer Retry-After is not retried with
 DTMON_RETRY_BACKOFF_BASE = 1.0  # seconds before the first retry, doubled for each further one
 DTMON_RETRY_BACKOFF_MAX = 30.0
 REDIRECT_MAX_TIMES = 5
+# Scrapy's own URL length cap (2,083) would drop longer links without a word: the spider
+# refuses, and counts, the URLs no database column can hold (crawler.urls.MAX_URL_LENGTH).
+URLLENGTH_LIMIT = _urls.MAX_URL_LENGTH
 # Feeds, sitemaps and listings are requested conditionally (crawler/incremental.py).
 SPIDER_MIDDLEWARES = {"crawler.incremental.ConditionalRequestMiddleware": 600}
 # Sitemap index: read only the newest shards (feeds and listings cover the latest news).
@@ -44,6 +49,19 @@ DTMON_SITEMAP_MAX_SHARDS = 3
 DOWNLOAD_TIMEOUT = 30
 DOWNLOAD_MAXSIZE = 20 * 1024 * 1024
 DOWNLOAD_WARNSIZE = 5 * 1024 * 1024
+# A body shorter than its Content-Length, or chunked without its last chunk, is an error
+# (ResponseDataLossError, retried), never a page. One without a declared length that the server
+# ended by closing the connection comes flagged "partial" and is checked by the spider
+# (crawler/safety.py truncation_reason).
+DOWNLOAD_FAIL_ON_DATALOSS = True
+
+# Bounded work: at most this many articles requested per source and run (0: no cap); the rest
+# are owed to the next runs, which start with them (crawler/spiders/news.py).
+DTMON_MAX_ARTICLES_PER_SOURCE = 200
+# Owed articles: fetched again at the next run, then after 15 min, 30 min, 1 h… (at most a
+# day) from the last failure; given up (state gave_up, `dtmon pending`) after 8 failed fetches.
+DTMON_OWED_MAX_ATTEMPTS = 8
+DTMON_OWED_BACKOFF_SECONDS = 900
 
 # Articles and run records go to the database (DTMON_DATABASE_URL, DTMON_RUN_ID, DTMON_REFRESH).
 ITEM_PIPELINES = {"crawler.pipelines.StoragePipeline": 300}

@@ -23,6 +23,7 @@ from courlan import normalize_url
 from w3lib.url import safe_url_string
 
 from crawler.sources import Registry, Source, SourceConfigError, bare_host, default_registry
+from storage.models import URL_LENGTH
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,8 @@ TRACKING_PARAMS = frozenset({
     "_ga", "_gl", "mc_cid", "mc_eid", "ref_src", "ref_url", "_hsenc", "_hsmi", "mkt_tok", "zarsrc",
 })
 TRACKING_PREFIXES = ("utm_", "zarsrc")
+# The crawler refuses longer URLs (counted as ``url_too_long``): every URL column holds them.
+MAX_URL_LENGTH = URL_LENGTH
 _ESCAPE_RE = re.compile(r"%[0-9a-fA-F]{2}")
 _WEB_SCHEMES = ("http", "https")
 

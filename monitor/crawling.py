@@ -1,14 +1,25 @@
 """Running a crawl: `dtmon crawl`, `dtmon demo` and the daemon all start the ``news`` spider in
 a child process (the Twisted reactor cannot be restarted in one process) and follow it through
-its run record in the database."""
+its run record in the database.
+
+A run records the process that owns it (pid and host): a run still ``running`` whose process
+is gone (kill -9, a crash of the machine) is marked ``failed`` by :func:`reap_orphaned_runs`,
+which every `dtmon` command and the daemon call when they start. SIGINT and SIGTERM to `dtmon
+crawl` stop the spider cleanly and record the run ``interrupted`` (:func:`stop_signals`).
+"""
 
 from __future__ import annotations
 
+import logging
 import os
+import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +30,8 @@ from crawler.via import parse_via
 from storage import repository
 from storage.db import DATABASE_URL_ENV, session_scope
 from storage.models import CrawlRun, CrawlRunSource
+
+logger = logging.getLogger("dtmon.crawling")
 
 LOG_DIR_ENV = "DTMON_LOG_DIR"
 _POLL_SECONDS = 0.5
@@ -95,7 +108,8 @@ def run_crawl(
     if options.via:
         parse_via(options.via)  # a bad --via is an error now, not a crawl of nothing
     with session_scope(sessions) as session:
-        run_id = repository.start_run(session, options.trigger).id
+        run_id = repository.start_run(session, options.trigger, pid=os.getpid(),
+                                      host=socket.gethostname()).id
         for name in options.sources:
             repository.source_stats(session, run_id, name)
     logs = log_dir(database_url)
@@ -116,9 +130,10 @@ def run_crawl(
                     on_progress(run_sources(sessions, run_id))
                 time.sleep(_POLL_SECONDS)
                 interrupted = interrupt() if interrupt else None
-        except BaseException:
+        except BaseException as exc:
             stop_child(child)
-            _finish(sessions, run_id, "failed")
+            _finish(sessions, run_id,
+                    "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed")
             raise
         if interrupted is not None:
             stop_child(child)
@@ -140,6 +155,53 @@ def stop_child(child: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         child.kill()
         child.wait()
+
+
+@contextmanager
+def stop_signals() -> Iterator[Callable[[], str | None]]:
+    """While the block runs, SIGINT and SIGTERM ask the crawl to stop instead of killing this
+    process: yields an ``interrupt`` callable for :func:`run_crawl` that answers
+    ``interrupted`` once a signal came. Outside the main thread (where Python cannot catch
+    signals) nothing is installed."""
+    received = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: None
+        return
+    previous = {signum: signal.signal(signum, lambda *_: received.set())
+                for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield lambda: "interrupted" if received.is_set() else None
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def reap_orphaned_runs(sessions: sessionmaker[Session]) -> list[int]:
+    """Mark ``failed`` every run still ``running`` whose owning process on this host is gone;
+    returns their ids. (A run owned by another host is left to that host's commands.)"""
+    host = socket.gethostname()
+    with session_scope(sessions) as session:
+        orphans = [run for run in repository.running_runs(session)
+                   if run.host == host and run.pid and not process_alive(run.pid)]
+        for run in orphans:
+            logger.warning("run %d: its process %d is gone; recorded failed", run.id, run.pid)
+            repository.finish_run(session, run.id, "failed")
+        return [run.id for run in orphans]
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine and is not a zombie."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc (not Linux): the signal check is all there is
+    return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 def run_sources(sessions: sessionmaker[Session], run_id: int) -> list[CrawlRunSource]:

@@ -42,7 +42,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from crawler.sources import Source, load_registry
 from monitor.alerts import Dispatcher, alerts_settings, load_rules
-from monitor.crawling import STOP_BOUND_SECONDS, CrawlOptions, run_crawl
+from monitor.crawling import STOP_BOUND_SECONDS, CrawlOptions, reap_orphaned_runs, run_crawl
 from monitor.health import OperatorAlerts, check_run
 from storage.db import init_db, make_engine, session_factory, session_scope
 from storage.models import DaemonLease
@@ -166,6 +166,7 @@ class CrawlDaemon:
         self.engine = make_engine(database_url)
         init_db(self.engine)
         self.sessions = session_factory(self.engine)
+        reap_orphaned_runs(self.sessions)
         registry = load_registry(extra=options.sources_files)
         self.sources: list[Source] = registry.select(list(options.sources))
         self.rules = load_rules(options.alerts_file)

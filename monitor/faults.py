@@ -9,7 +9,10 @@ list of faults. Faults, with their optional ``:`` arguments:
 ``429:N:SECONDS`` the first N get 429 with ``Retry-After: SECONDS`` (defaults 1 and 1);
 ``slow:SECONDS`` answer after a delay; ``timeout`` never answer (until the server stops);
 ``reset`` reset the connection (TCP RST) without answering;
-``truncate`` announce the full Content-Length, send half the body, close;
+``truncate`` announce the full Content-Length, send half the body, close; ``truncate:close``
+no Content-Length (``Connection: close``), half the body, close; ``truncate:chunked`` chunked
+transfer, half the body in one chunk, close without the final chunk;
+``interstitial`` an anti-bot challenge page ("Just a moment...") in place of the page;
 ``redirect-loop`` 302 to the same URL with an ever-growing ``dtmon_loop`` parameter;
 ``redirect:URL`` 302 to URL (another host, an IP literal, a cloud metadata address…);
 ``huge:MB`` a 200 HTML body of MB megabytes (default 50), streamed;
@@ -57,8 +60,9 @@ class FaultSpecError(ValueError):
 class Answer:
     """What the mirror is about to send; faults rewrite it.
 
-    ``delivery``: ``normal``, ``reset``, ``truncate``, ``timeout`` or ``stream`` (a body of
-    ``stream_bytes`` filler bytes written in chunks).
+    ``delivery``: ``normal``, ``reset``, ``truncate`` (also ``truncate-close`` and
+    ``truncate-chunked``), ``timeout`` or ``stream`` (a body of ``stream_bytes`` filler bytes
+    written in chunks).
     """
 
     status: int
@@ -137,7 +141,9 @@ def parse_fault(text: str) -> Fault:
     if kind not in _APPLY:
         raise FaultSpecError(f"unknown fault {kind!r}; known: {', '.join(sorted(_APPLY))}")
     fault = Fault(kind, tuple(arg.strip() for arg in args))
-    if kind not in ("charset", "home", "redirect"):
+    if kind == "truncate" and fault.args[:1] not in ((), ("close",), ("chunked",)):
+        raise FaultSpecError(f"fault {text!r}: truncate takes no argument, close or chunked")
+    if kind not in ("charset", "home", "redirect", "truncate"):
         try:
             [float(arg) for arg in fault.args]
         except ValueError:
@@ -202,6 +208,21 @@ def _delivery(kind: str) -> Callable[..., Answer]:
     def apply(fault: Fault, url: str, hit: int, answer: Answer, home: HomePage) -> Answer:
         return replace(answer, delivery=kind)
     return apply
+
+
+def _truncate(fault: Fault, url: str, hit: int, answer: Answer, home: HomePage) -> Answer:
+    how = fault.args[0] if fault.args else ""
+    return replace(answer, delivery=f"truncate-{how}" if how else "truncate")
+
+
+_CHALLENGE_PAGE = (b"<!DOCTYPE html><html><head><title>Just a moment...</title></head><body>"
+                   b"<div id=\"challenge-form\"><p>Checking your browser before accessing the "
+                   b"site.</p><script src=\"/cdn-cgi/challenge-platform/h/g/orchestrate.js\">"
+                   b"</script></div></body></html>")
+
+
+def _interstitial(fault: Fault, url: str, hit: int, answer: Answer, home: HomePage) -> Answer:
+    return Answer(200, {"Content-Type": "text/html; charset=utf-8"}, _CHALLENGE_PAGE)
 
 
 def _redirect_loop(fault: Fault, url: str, hit: int, answer: Answer, home: HomePage) -> Answer:
@@ -307,7 +328,8 @@ _APPLY: dict[str, Callable[[Fault, str, int, Answer, HomePage], Answer]] = {
     "slow": _slow,
     "timeout": _delivery("timeout"),
     "reset": _delivery("reset"),
-    "truncate": _delivery("truncate"),
+    "truncate": _truncate,
+    "interstitial": _interstitial,
     "redirect-loop": _redirect_loop,
     "redirect": _redirect,
     "huge": _huge,

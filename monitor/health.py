@@ -27,6 +27,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.alerts import AlertRules, raise_operator_alert
+from storage import repository
 from storage.db import session_scope
 from storage.models import CrawlRun, CrawlRunSource
 
@@ -80,6 +81,10 @@ class SourceHealth:
     empty_share: float | None = None  # of the article pages of the latest run that read some
     no_date_share: float | None = None
     problems: dict[str, str] = field(default_factory=dict)  # kind -> explanation
+    failed_runs: int = 0  # all runs of the source recorded failed (crashed, killed, timed out)
+    interrupted_runs: int = 0  # stopped by SIGINT/SIGTERM or a daemon shutdown
+    owed: int = 0  # articles not stored yet, fetched again by the next runs
+    gave_up: int = 0  # owed articles given up after too many failed attempts
 
     @property
     def state(self) -> str:
@@ -177,9 +182,20 @@ def _assess_extraction(health: SourceHealth, history: Sequence[RunOutcome]) -> N
 
 
 def health_report(sessions: sessionmaker[Session], sources: Iterable[str]) -> list[SourceHealth]:
-    """The health of every source in ``sources`` (in that order)."""
+    """The health of every source in ``sources`` (in that order), with its counts of failed
+    and interrupted runs and of owed articles."""
     with sessions() as session:
-        return [assess(name, source_history(session, name)) for name in sources]
+        owed = repository.owed_counts(session)
+        report = []
+        for name in sources:
+            health = assess(name, source_history(session, name))
+            runs = repository.run_counts(session, name)
+            health.failed_runs = runs.get("failed", 0)
+            health.interrupted_runs = runs.get("interrupted", 0)
+            health.owed = owed.get(name, {}).get("owed", 0)
+            health.gave_up = owed.get(name, {}).get("gave_up", 0)
+            report.append(health)
+        return report
 
 
 def check_run(sessions: sessionmaker[Session], run_id: int, alert: OperatorAlert

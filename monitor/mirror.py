@@ -308,6 +308,9 @@ def _handler_for(mirror: MirrorServer) -> type[BaseHTTPRequestHandler]:
                 self.close_connection = True
                 return
             body = answer.body if with_body else b""
+            if answer.delivery in ("truncate-close", "truncate-chunked"):
+                self._truncate_undeclared(answer, body)
+                return
             length = answer.stream_bytes or len(answer.body)
             self._send(answer.status, answer.headers, length)
             if answer.delivery == "truncate":
@@ -318,13 +321,23 @@ def _handler_for(mirror: MirrorServer) -> type[BaseHTTPRequestHandler]:
             else:
                 self.wfile.write(body)
 
-        def _send(self, status: int, headers: dict[str, str], length: int) -> None:
+        def _send(self, status: int, headers: dict[str, str], length: int | None) -> None:
             self.send_response(status)
             for name, value in headers.items():
                 self.send_header(name, value)
-            if status != HTTPStatus.NOT_MODIFIED:
+            if status != HTTPStatus.NOT_MODIFIED and length is not None:
                 self.send_header("Content-Length", str(length))
             self.end_headers()
+
+        def _truncate_undeclared(self, answer: Answer, body: bytes) -> None:
+            """Half the body with no declared length: ended by closing the connection, or
+            as a chunked body whose final chunk never comes."""
+            half = body[: len(body) // 2]
+            chunked = answer.delivery == "truncate-chunked"
+            extra = {"Transfer-Encoding": "chunked"} if chunked else {"Connection": "close"}
+            self._send(answer.status, {**answer.headers, **extra}, None)
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(half), half) if chunked else half)
+            self.close_connection = True
 
         def _stream_filler(self, size: int) -> None:
             chunk = (b"<p>" + b"x" * (_STREAM_CHUNK - 8) + b"</p>\n")[:_STREAM_CHUNK]

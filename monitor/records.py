@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from storage.models import Article, CrawlRun, CrawlRunSource
+from storage.models import Article, CrawlRun, CrawlRunSource, OwedArticle
 
 
 def article_record(article: Article, *, with_text: bool = True) -> dict[str, Any]:
@@ -51,9 +51,26 @@ def run_record(run: CrawlRun) -> dict[str, Any]:
         "id": run.id,
         "trigger": run.trigger,
         "status": run.status,
+        "pid": run.pid,
+        "host": run.host,
         "started_at": run.started_at.isoformat(),
         "finished_at": run.finished_at.isoformat() if run.finished_at else None,
         "sources": [run_source_record(stats) for stats in run.sources],
+    }
+
+
+def owed_record(owed: OwedArticle) -> dict[str, Any]:
+    """An owed article: where it was found, how often it failed, why, and when it is retried."""
+    return {
+        "url": owed.url,
+        "source": owed.source_name,
+        "found_on": owed.found_on,
+        "state": owed.state,
+        "attempts": owed.attempts,
+        "last_error": owed.last_error,
+        "first_seen_at": owed.first_seen_at.isoformat(),
+        "last_attempt_at": owed.last_attempt_at.isoformat() if owed.last_attempt_at else None,
+        "next_attempt_at": owed.next_attempt_at.isoformat() if owed.state == "owed" else None,
     }
 
 

@@ -29,6 +29,12 @@ class Base(DeclarativeBase):
     """Declarative base of every dtmon table."""
 
 
+# The longest URL (in characters; stored URLs are percent-encoded ASCII) any URL column holds on
+# every backend. PostgreSQL's B-tree index entries, behind the unique URL columns, stop at about
+# 2,700 bytes; the crawler refuses longer URLs (crawler.urls.MAX_URL_LENGTH).
+URL_LENGTH = 2500
+
+
 # --- sources and articles -------------------------------------------------------------------
 
 
@@ -50,9 +56,9 @@ class Article(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     source_id: Mapped[int] = mapped_column(ForeignKey("sources.id"), index=True)
-    url: Mapped[str] = mapped_column(String(2048), unique=True)
+    url: Mapped[str] = mapped_column(String(URL_LENGTH), unique=True)
     # Identity of the URL (crawler.urls.url_key): equal for every form of the same page.
-    url_key: Mapped[str] = mapped_column(String(2048), unique=True)
+    url_key: Mapped[str] = mapped_column(String(URL_LENGTH), unique=True)
     title: Mapped[str] = mapped_column(Text)
     text: Mapped[str] = mapped_column(Text)
     # As the page states it: ISO 8601 with offset, or a bare date when the page shows no time.
@@ -86,7 +92,7 @@ class ArticleUrl(Base):
     __tablename__ = "article_urls"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    url: Mapped[str] = mapped_column(String(2048), unique=True)
+    url: Mapped[str] = mapped_column(String(URL_LENGTH), unique=True)
     article_id: Mapped[int] = mapped_column(ForeignKey("articles.id"), index=True)
 
     article: Mapped[Article] = relationship(back_populates="urls")
@@ -227,9 +233,12 @@ class CrawlRun(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     started_at: Mapped[datetime] = mapped_column(DateTime, index=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
-    # running|ok|failed|interrupted (a daemon shutdown stopped it)
+    # running|ok|failed|interrupted (stopped by SIGINT/SIGTERM or a daemon shutdown)
     status: Mapped[str] = mapped_column(String(20), default="running")
     trigger: Mapped[str] = mapped_column(String(20), default="cli")
+    # The process that owns the run, so that a run whose process is gone can be marked failed.
+    pid: Mapped[int | None] = mapped_column(Integer)
+    host: Mapped[str | None] = mapped_column(String(200))
     sources: Mapped[list[CrawlRunSource]] = relationship(
         back_populates="run", cascade="all, delete-orphan", order_by="CrawlRunSource.id"
     )
@@ -288,7 +297,27 @@ class FetchState(Base):
 
     __tablename__ = "fetch_state"
 
-    url: Mapped[str] = mapped_column(String(2048), primary_key=True)
+    url: Mapped[str] = mapped_column(String(URL_LENGTH), primary_key=True)
     etag: Mapped[str | None] = mapped_column(String(300))
     last_modified: Mapped[str | None] = mapped_column(String(100))
     fetched_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class OwedArticle(Base):
+    """An article URL discovered and not stored (fetch error, truncated body, interstitial,
+    extraction or storage failure, per-source cap, interrupted crawl): fetched again at the
+    start of later runs, with backoff, until stored (the row is deleted) or given up."""
+
+    __tablename__ = "owed_articles"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    url_key: Mapped[str] = mapped_column(String(URL_LENGTH), unique=True)
+    url: Mapped[str] = mapped_column(String(URL_LENGTH))
+    source_name: Mapped[str] = mapped_column(String(100), index=True)
+    found_on: Mapped[str | None] = mapped_column(Text)  # the feed/sitemap/listing that linked it
+    state: Mapped[str] = mapped_column(String(20), default="owed")  # owed | gave_up
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # fetches that failed
+    last_error: Mapped[str | None] = mapped_column(Text)
+    first_seen_at: Mapped[datetime] = mapped_column(DateTime)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(DateTime)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime, index=True)

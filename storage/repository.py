@@ -21,7 +21,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from crawler.vietnamese import match_key
-from storage.models import Article, ArticleUrl, CrawlRun, CrawlRunSource, FetchState, Source
+from storage.models import (
+    Article,
+    ArticleUrl,
+    CrawlRun,
+    CrawlRunSource,
+    FetchState,
+    OwedArticle,
+    Source,
+)
 
 VIETNAM = timezone(timedelta(hours=7))
 # Stays well below every backend's limit on bound parameters per statement.
@@ -46,7 +54,8 @@ def utcnow() -> datetime:
 
 
 def published_at_utc(published: str | None) -> datetime | None:
-    """The UTC instant of a page's ISO 8601 date (``None`` when absent or unreadable).
+    """The UTC instant of a page's ISO 8601 date (``None`` when absent, unreadable or at the
+    edge of the calendar, like ASP.NET's "no date" 0001-01-01T00:00:00+07:00).
 
     A bare date means midnight in Vietnam (+07:00), as does a time without an offset.
     """
@@ -54,11 +63,11 @@ def published_at_utc(published: str | None) -> datetime | None:
         return None
     try:
         moment = datetime.fromisoformat(published.strip())
-    except ValueError:
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=VIETNAM)
+        return utc_naive(moment)
+    except (ValueError, OverflowError):
         return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=VIETNAM)
-    return utc_naive(moment)
 
 
 def content_hash(text: str) -> str:
@@ -266,9 +275,11 @@ def get_article(session: Session, id_or_url: int | str) -> Article | None:
 # --- crawl runs -----------------------------------------------------------------------------
 
 
-def start_run(session: Session, trigger: str) -> CrawlRun:
-    """Record a crawl run starting now (``trigger``: cli, daemon, demo...); id assigned."""
-    run = CrawlRun(started_at=utcnow(), status="running", trigger=trigger)
+def start_run(session: Session, trigger: str, pid: int | None = None,
+              host: str | None = None) -> CrawlRun:
+    """Record a crawl run starting now (``trigger``: cli, daemon, demo...), owned by process
+    ``pid`` on ``host``; id assigned."""
+    run = CrawlRun(started_at=utcnow(), status="running", trigger=trigger, pid=pid, host=host)
     session.add(run)
     session.flush()
     return run
@@ -313,6 +324,22 @@ def finish_run(session: Session, run_id: int, status: str) -> CrawlRun:
     return run
 
 
+def running_runs(session: Session) -> Sequence[CrawlRun]:
+    """The runs still recorded ``running``."""
+    return session.scalars(select(CrawlRun).where(CrawlRun.status == "running")).all()
+
+
+def run_counts(session: Session, source: str) -> dict[str, int]:
+    """How many runs covering ``source`` ended in each status."""
+    rows = session.execute(
+        select(CrawlRun.status, func.count())
+        .join(CrawlRunSource, CrawlRunSource.run_id == CrawlRun.id)
+        .where(CrawlRunSource.source_name == source)
+        .group_by(CrawlRun.status)
+    ).all()
+    return {status: count for status, count in rows}
+
+
 def list_runs(session: Session, limit: int = 20) -> Sequence[CrawlRun]:
     """The latest ``limit`` runs, newest first, with their per-source counters."""
     return session.scalars(
@@ -349,6 +376,115 @@ def save_validators(
     state.etag = etag
     state.last_modified = last_modified
     state.fetched_at = utcnow()
+
+
+# --- owed articles -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OwedPolicy:
+    """When an owed article is fetched again: the first retry at the next run, then after
+    ``backoff`` doubled at each failed attempt (at most ``max_backoff``); given up after
+    ``max_attempts`` failed fetches."""
+
+    max_attempts: int = 8
+    backoff: timedelta = timedelta(minutes=15)
+    max_backoff: timedelta = timedelta(days=1)
+
+    def wait_after(self, attempts: int) -> timedelta:
+        """The wait before the next fetch of an article that failed ``attempts`` times."""
+        if attempts <= 1:
+            return timedelta(0)
+        return min(self.backoff * 2 ** (attempts - 2), self.max_backoff)
+
+
+@dataclass(frozen=True)
+class OwedLink:
+    """An article link a crawl owes: its source, URL, URL key and the page that linked it."""
+
+    source: str
+    url: str
+    key: str
+    found_on: str | None
+
+
+def owe_articles(session: Session, links: Sequence[OwedLink], *, error: str, attempted: bool,
+                 policy: OwedPolicy) -> list[OwedArticle]:
+    """Record the articles of ``links`` as owed after ``error`` (``attempted``: each was
+    fetched and failed; otherwise deferred, e.g. by the per-source cap: due at the next run).
+    Rows are looked up and inserted in bulk: a listing may defer thousands at once."""
+    now = utcnow()
+    links = list({link.key: link for link in links}.values())
+    existing: dict[str, OwedArticle] = {}
+    for chunk in _chunks([link.key for link in links]):
+        existing.update((owed.url_key, owed) for owed in session.scalars(
+            select(OwedArticle).where(OwedArticle.url_key.in_(chunk))))
+    new = [OwedArticle(url_key=link.key, url=link.url, source_name=link.source,
+                       found_on=link.found_on, state="owed", attempts=0, first_seen_at=now,
+                       next_attempt_at=now) for link in links if link.key not in existing]
+    try:
+        with session.begin_nested():
+            session.add_all(new)
+    except IntegrityError:  # another process owed some of them meanwhile: one at a time
+        new = [_get_or_insert(
+            session,
+            lambda row=row: session.scalar(select(OwedArticle).where(
+                OwedArticle.url_key == row.url_key)),
+            lambda row=row: OwedArticle(**{c: getattr(row, c) for c in (
+                "url_key", "url", "source_name", "found_on", "state", "attempts",
+                "first_seen_at", "next_attempt_at")}))[0] for row in new]
+    rows = {**existing, **{row.url_key: row for row in new}}
+    for link in links:
+        owed = rows[link.key]
+        owed.found_on = link.found_on or owed.found_on
+        owed.last_error = error
+        if attempted:
+            owed.attempts += 1
+            owed.last_attempt_at = now
+            owed.next_attempt_at = now + policy.wait_after(owed.attempts)
+            if owed.attempts >= policy.max_attempts:
+                owed.state = "gave_up"
+    return [rows[link.key] for link in links]
+
+
+def due_owed(session: Session, source: str, limit: int) -> Sequence[OwedArticle]:
+    """Up to ``limit`` owed articles of ``source`` due now, longest owed first."""
+    return session.scalars(
+        select(OwedArticle)
+        .where(OwedArticle.source_name == source, OwedArticle.state == "owed",
+               OwedArticle.next_attempt_at <= utcnow())
+        .order_by(OwedArticle.first_seen_at, OwedArticle.id)
+        .limit(limit)
+    ).all()
+
+
+def settle_owed(session: Session, url_keys: Iterable[str]) -> int:
+    """Forget the owed articles with these URL keys (they are stored); how many there were."""
+    settled = 0
+    for chunk in _chunks(set(url_keys)):
+        for owed in session.scalars(select(OwedArticle).where(OwedArticle.url_key.in_(chunk))):
+            session.delete(owed)
+            settled += 1
+    return settled
+
+
+def list_owed(session: Session, source: str | None = None) -> Sequence[OwedArticle]:
+    """Every owed or given-up article (of ``source``), by source then age."""
+    statement = select(OwedArticle).order_by(OwedArticle.source_name, OwedArticle.first_seen_at,
+                                             OwedArticle.id)
+    if source is not None:
+        statement = statement.where(OwedArticle.source_name == source)
+    return session.scalars(statement).all()
+
+
+def owed_counts(session: Session) -> dict[str, dict[str, int]]:
+    """Per source: how many articles are ``owed`` and how many ``gave_up``."""
+    counts: dict[str, dict[str, int]] = {}
+    rows = session.execute(select(OwedArticle.source_name, OwedArticle.state, func.count())
+                           .group_by(OwedArticle.source_name, OwedArticle.state)).all()
+    for source, state, count in rows:
+        counts.setdefault(source, {"owed": 0, "gave_up": 0})[state] = count
+    return counts
 
 
 # --- helpers --------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ app = typer.Typer(
 )
 app.command("crawl")(crawl.crawl)
 app.command("demo")(crawl.demo)
+app.command("pending")(crawl.pending)
 app.command("worker")(worker_cli.worker)
 app.command("daemon")(daemon.daemon)
 app.command("status")(daemon.status)

@@ -6,16 +6,19 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, datetime
-from typing import Any, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 from sqlalchemy.orm import Session, sessionmaker
 
+from monitor.crawling import reap_orphaned_runs
 from storage.db import StorageError, database_url, init_db, make_engine, session_factory
 
 console = Console()
 err_console = Console(stderr=True)
+
+JsonOption = Annotated[bool, typer.Option("--json", help="JSON output, for scripts.")]
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -25,14 +28,17 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 
 def open_database(url: str | None = None) -> tuple[str, sessionmaker[Session]]:
-    """The database URL and a session factory on the migrated database; exits on failure."""
+    """The database URL and a session factory on the migrated database, with the runs whose
+    process is gone marked failed; exits on failure."""
     url = url or database_url()
     try:
         engine = make_engine(url)
         init_db(engine)
+        sessions = session_factory(engine)
+        reap_orphaned_runs(sessions)
     except StorageError as exc:
         fail(str(exc))
-    return url, session_factory(engine)
+    return url, sessions
 
 
 @contextmanager

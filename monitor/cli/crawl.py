@@ -17,11 +17,20 @@ from crawler.distributed import DEFAULT_DEPLOYMENT, redis_url, seed_requests
 from crawler.sources import Registry, SourceConfigError, load_registry
 from monitor.alerts import Dispatcher, alerts_settings
 from monitor.cli.alerts import drain_and_report, rules_or_exit
-from monitor.cli.common import console, fail, open_database
-from monitor.crawling import CrawlOptions, CrawlOutcome, run_crawl, run_sources
+from monitor.cli.common import (
+    JsonOption,
+    console,
+    database_session,
+    echo_json_line,
+    fail,
+    open_database,
+)
+from monitor.crawling import CrawlOptions, CrawlOutcome, run_crawl, run_sources, stop_signals
 from monitor.mirror import DEFAULT_MIRROR_PATH, MirrorError, MirrorServer
+from monitor.records import owed_record
 from storage.db import StorageError
 from storage.models import CrawlRunSource
+from storage.repository import list_owed
 
 _COLUMNS = ("pages fetched", "not modified", "articles new", "articles seen", "errors")
 
@@ -60,7 +69,9 @@ def crawl(
     Shows live per-source progress, then a summary: pages fetched, articles new and already
     seen, errors. The spider's full log is kept beside the database (data/logs/ by default,
     or $DTMON_LOG_DIR). Then the alerts of the new
-    stories are delivered (see `dtmon alerts`).
+    stories are delivered (see `dtmon alerts`). Articles that could not be stored are owed and
+    fetched again by the next crawls (see `dtmon pending`). Ctrl-C or SIGTERM stops the crawl
+    cleanly: the run is recorded `interrupted`.
     """
     registry = _load_registry(sources or [])
     names = list(source or [])
@@ -128,9 +139,9 @@ def _crawl_with_progress(options: CrawlOptions) -> CrawlOutcome:
     url, sessions = open_database()
     started = time.monotonic()
     try:
-        with Live(progress_table([]), console=console, refresh_per_second=4,
-                  transient=True) as live:
-            outcome = run_crawl(options, sessions, url,
+        with stop_signals() as interrupt, Live(progress_table([]), console=console,
+                                               refresh_per_second=4, transient=True) as live:
+            outcome = run_crawl(options, sessions, url, interrupt=interrupt,
                                 on_progress=lambda rows: live.update(progress_table(rows)))
     except (StorageError, ValueError) as exc:
         fail(str(exc))
@@ -162,17 +173,54 @@ def _print_summary(sessions: sessionmaker[Session], outcome: CrawlOutcome,
                                              f"in {seconds:.1f} s"))
     new = sum(row.articles_new for row in rows)
     seen = sum(row.articles_seen for row in rows)
-    if outcome.status != "ok":
+    owed = sum((row.stats or {}).get("owed", 0) + (row.stats or {}).get("deferred", 0)
+               for row in rows)
+    if outcome.status == "interrupted":
+        console.print(f"Interrupted: run {outcome.run_id} stopped; {new} new article(s) "
+                      f"stored before the stop, {owed} owed to the next crawl.")
+    elif outcome.status != "ok":
         console.print(f"[red]The crawl failed (exit {outcome.returncode}); see "
                       f"{outcome.log_path}[/]")
     elif new == 0:
         console.print(f"Nothing new: {seen} article(s) found were already stored.")
     else:
         console.print(f"{new} new article(s) stored, {seen} already stored.")
+    if owed and outcome.status == "ok":
+        console.print(f"{owed} article(s) not stored are owed to the next crawl "
+                      "(dtmon pending).")
     for row in rows:
         for message in (row.error_messages or [])[:3]:
             console.print(f"  [yellow]{row.source_name}[/]: {message}", highlight=False)
     console.print(f"Log: {outcome.log_path}", style="dim")
+
+
+def pending(
+    source: Annotated[str | None, typer.Option(
+        "--source", "-s", help="Only the articles owed by this source.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Articles discovered and not stored yet: each later crawl fetches them again (with
+    backoff) until stored, or gives up after a number of attempts (state gave_up).
+
+    Per article: source, state, failed attempts, next attempt, last error, URL and the page
+    that linked it.
+    """
+    with database_session() as session:
+        records = [owed_record(owed) for owed in list_owed(session, source)]
+    if as_json:
+        for record in records:
+            echo_json_line(record)
+        return
+    table = Table()
+    for column in ("source", "state", "attempts", "next attempt", "last error", "url"):
+        table.add_column(column, overflow="fold")
+    for record in records:
+        table.add_row(record["source"], record["state"], str(record["attempts"]),
+                      (record["next_attempt_at"] or "")[:16].replace("T", " "),
+                      record["last_error"] or "", record["url"])
+    console.print(table, highlight=False, markup=False)
+    gave_up = sum(record["state"] == "gave_up" for record in records)
+    console.print(f"{len(records) - gave_up} article(s) owed, {gave_up} given up", style="dim")
 
 
 def _load_registry(extra: Sequence[Path]) -> Registry:

@@ -89,8 +89,9 @@ def status(
 ) -> None:
     """Health of every source, and its problems (failing, layout_drift, extraction_degraded).
 
-    Per source: last success, failures in a row, articles found in the last run, and the
-    shares of empty and undated article pages.
+    Per source: last success, failures in a row, articles found in the last run, the shares
+    of empty and undated article pages, runs failed and interrupted, articles owed and given
+    up (see `dtmon pending`). A run whose process is gone is marked failed first.
     """
     try:
         registry = load_registry(extra=sources or [])
@@ -112,23 +113,27 @@ def status(
         for kind, message in health.problems.items():
             console.print(f"[yellow]{health.source}[/] {kind}: {message}", highlight=False)
     crawled = sum(1 for h in report if h.runs)
-    console.print(f"{len(report)} source(s), {crawled} crawled, {len(problems)} with problems",
-                  style="dim")
+    console.print(f"{len(report)} source(s), {crawled} crawled, {len(problems)} with problems; "
+                  f"runs failed: {sum(h.failed_runs for h in report)}, interrupted: "
+                  f"{sum(h.interrupted_runs for h in report)}; articles owed: "
+                  f"{sum(h.owed for h in report)}, given up: {sum(h.gave_up for h in report)} "
+                  "(dtmon pending)", style="dim")
 
 
 def _health_table(report: list[SourceHealth]) -> Table:
     table = Table()
-    for column in ("source", "state", "last run", "last success", "failures", "articles",
-                   "empty", "no date"):
-        table.add_column(column, justify="right" if column in (
-            "failures", "articles", "empty", "no date") else "left")
+    numeric = ("failures", "articles", "empty", "no date", "failed runs", "interrupted", "owed",
+               "gave up")
+    for column in ("source", "state", "last run", "last success", *numeric):
+        table.add_column(column, justify="right" if column in numeric else "left")
     for health in report:
         style = "red" if health.problems else ("dim" if not health.runs else None)
         table.add_row(
             health.source, health.state, _when(health.last_run_at, health.last_status),
             _when(health.last_success_at), str(health.consecutive_failures),
             "" if health.articles_found is None else str(health.articles_found),
-            _share(health.empty_share), _share(health.no_date_share), style=style)
+            _share(health.empty_share), _share(health.no_date_share), str(health.failed_runs),
+            str(health.interrupted_runs), str(health.owed), str(health.gave_up), style=style)
     return table
 
 

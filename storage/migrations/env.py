@@ -13,7 +13,7 @@ tests/test_storage.py fails while the models and the migrations disagree.
 
 from alembic import context
 from alembic.operations import ops
-from sqlalchemy import Connection, ForeignKeyConstraint
+from sqlalchemy import Connection, ForeignKeyConstraint, String
 
 from storage.models import Base, include_in_schema_comparison
 
@@ -45,13 +45,24 @@ def defer_use_alter_foreign_keys(_context, _revision, directives: list) -> None:
         )
 
 
+def compare_type(context, _inspected_column, _metadata_column, inspected_type, metadata_type
+                 ) -> bool | None:
+    """SQLite stores strings of any length whatever VARCHAR(n) says: a change of length only
+    needs no migration there (None: Alembic's own comparison decides)."""
+    if (context.dialect.name == "sqlite" and isinstance(inspected_type, String)
+            and isinstance(metadata_type, String)
+            and type(inspected_type)._type_affinity is type(metadata_type)._type_affinity):
+        return False
+    return None
+
+
 def run_migrations(connection: Connection) -> None:
     """Compare with or migrate to ``Base.metadata`` over ``connection``."""
     context.configure(
         connection=connection,
         target_metadata=Base.metadata,
         render_as_batch=True,  # SQLite can only ALTER by copying the table
-        compare_type=True,
+        compare_type=compare_type,
         include_object=include_in_schema_comparison,
         process_revision_directives=defer_use_alter_foreign_keys,
     )
