@@ -75,8 +75,13 @@ def database_url() -> str:
     return f"sqlite:///{path}"
 
 
-def make_engine(url: str | None = None) -> Engine:
-    """An engine for ``url`` (default :func:`database_url`), tuned for its backend."""
+def make_engine(url: str | None = None, pool_size: int | None = None) -> Engine:
+    """An engine for ``url`` (default :func:`database_url`), tuned for its backend.
+
+    ``pool_size`` fixes the number of pooled connections (no overflow) for a server that
+    bounds its own concurrency; default: SQLAlchemy's pool.
+    """
+    pool = {} if pool_size is None else {"pool_size": pool_size, "max_overflow": 0}
     try:
         parsed = _normalise_url(make_url(url or database_url()))
     except ArgumentError as exc:
@@ -85,11 +90,11 @@ def make_engine(url: str | None = None) -> Engine:
             "postgresql://user:password@host:port/database"
         ) from exc
     if parsed.get_backend_name() == "sqlite":
-        engine = create_engine(parsed)
+        engine = create_engine(parsed, **pool)
         event.listen(engine, "connect", _configure_sqlite_connection)
         event.listen(engine, "savepoint", _begin_before_savepoint)
         return engine
-    return create_engine(parsed, pool_pre_ping=True)
+    return create_engine(parsed, pool_pre_ping=True, **pool)
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
