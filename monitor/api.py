@@ -11,9 +11,11 @@ an unreachable database a 503.
 Claim, ack and release need a consumer's bearer token (monitor.auth). Links in answers are
 relative, or start with the configured public URL: never with the request's Host header.
 Under load, requests queue rather than fail: at most ``connections`` of them hold a database
-connection (the pool has exactly that many), the others wait without holding a thread; on
-SQLite the writing requests also take turns, so they never wait in SQLite's busy handler for
-one another. Request bodies over ``MAX_BODY_BYTES`` are refused with 413 before being read.
+connection (the pool has exactly that many, plus one), the others wait without holding a
+thread. On SQLite the writing requests take turns on a connection of their own (the extra
+one), so they never wait in SQLite's busy handler for one another, nor for a reader's slot
+while holding the turn. Request bodies over ``MAX_BODY_BYTES`` are refused with 413 before
+being read.
 """
 
 from __future__ import annotations
@@ -64,7 +66,7 @@ MAX_ID = 2**31 - 1  # ids are 32-bit integers on PostgreSQL
 MAX_BODY_BYTES = 64 * 1024  # an ack of the most ids a claim hands out is under 8 KiB
 MAX_HTTP_CLAIM = 100  # stories per claim over HTTP
 MAX_LEASE_SECONDS = 3600
-DB_CONNECTIONS = 8  # requests at the database at once (a connection each); 2 cores serve them
+DB_CONNECTIONS = 4  # requests at the database at once (a connection each); 2 cores serve them
 MAX_ECHOED_INPUT = 100  # characters of a rejected value repeated in a 422
 # The raw HTML is the scraped page itself: never let it run scripts or act as our origin.
 RAW_HTML_HEADERS = {"Content-Security-Policy": "sandbox", "X-Content-Type-Options": "nosniff"}
@@ -87,7 +89,7 @@ def create_app(
 ) -> FastAPI:
     """The dtmon web application on ``database_url`` (default: the configured database)."""
     settings = settings or ServiceSettings()
-    engine = make_engine(database_url, pool_size=settings.connections)
+    engine = make_engine(database_url, pool_size=settings.connections + 1)
     init_db(engine)
 
     @asynccontextmanager
@@ -154,27 +156,36 @@ async def connection_slot(request: Request) -> AsyncIterator[None]:
 
 
 async def write_turn(request: Request) -> AsyncIterator[None]:
-    """On SQLite, wait for the other writing requests of this server to finish first."""
+    """On SQLite, wait for the other writing requests of this server to finish, then use the
+    writers' own connection; on PostgreSQL (row locks, claims skip each other's rows) take an
+    ordinary connection slot."""
     turn: anyio.Lock | None = request.app.state.write_turn
-    if turn is None:  # PostgreSQL: row locks, claims skip each other's rows
+    async with turn or request.app.state.connection_slots:
         yield
-        return
-    async with turn:
-        yield
+
+
+def _transaction(request: Request) -> Iterator[Session]:
+    sessions: sessionmaker[Session] = request.app.state.sessions
+    with session_scope(sessions) as session:
+        yield session
 
 
 def database(
     request: Request, _slot: Annotated[None, Depends(connection_slot)]
 ) -> Iterator[Session]:
     """One transaction per request, committed when the endpoint succeeds."""
-    sessions: sessionmaker[Session] = request.app.state.sessions
-    with session_scope(sessions) as session:
-        yield session
+    yield from _transaction(request)
+
+
+def writing_database(
+    request: Request, _turn: Annotated[None, Depends(write_turn)]
+) -> Iterator[Session]:
+    """The transaction of a request that changes state, in its turn."""
+    yield from _transaction(request)
 
 
 DB = Annotated[Session, Depends(database)]
-# Parameter order matters: the write turn is taken before the connection, released after it.
-WriteTurn = Annotated[None, Depends(write_turn)]
+WriteDB = Annotated[Session, Depends(writing_database)]
 
 
 def story_filter(
@@ -293,7 +304,7 @@ class StoriesRequest(BaseModel):
 
 
 def queue_claim(
-    request: Request, consumer: Consumer, _turn: WriteTurn, session: DB, body: ClaimRequest
+    request: Request, consumer: Consumer, session: WriteDB, body: ClaimRequest
 ) -> dict[str, Any]:
     """Lease relevant stories the consumer has not done yet; ack them when processed."""
     name = acting_as(consumer, body.consumer)
@@ -302,7 +313,7 @@ def queue_claim(
 
 
 def queue_ack(
-    consumer: Consumer, _turn: WriteTurn, session: DB, body: StoriesRequest
+    consumer: Consumer, session: WriteDB, body: StoriesRequest
 ) -> dict[str, Any]:
     """Mark stories done for the consumer: never handed to it again."""
     name = acting_as(consumer, body.consumer)
@@ -310,7 +321,7 @@ def queue_ack(
 
 
 def queue_release(
-    consumer: Consumer, _turn: WriteTurn, session: DB, body: StoriesRequest
+    consumer: Consumer, session: WriteDB, body: StoriesRequest
 ) -> dict[str, Any]:
     """Hand leased stories back at once, for another worker."""
     name = acting_as(consumer, body.consumer)

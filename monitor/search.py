@@ -112,16 +112,22 @@ def _vietnam_midnight_utc(day: date) -> datetime:
 
 
 def matching_stories(session: Session, filters: StoryFilter) -> Select[tuple[int]]:
-    """Ids of the stories with a copy matching ``filters``, newest representative first."""
+    """Ids of the stories with a copy matching ``filters``, newest representative first.
+
+    The representatives are read in the order of the index of migration 0018 (their date, then
+    their story), so a page stops after its rows instead of sorting every story.
+    """
     representative = aliased(Article)
     has_match = exists().where(Article.story_id == Story.id, *copy_conditions(session, filters))
     return (
         select(Story.id)
-        .join(representative, representative.id == Story.representative_id)
+        .select_from(representative)
+        .join(Story, (Story.id == representative.story_id)
+              & (Story.representative_id == representative.id))
         .where(has_match)
         .order_by(
             func.coalesce(representative.published_at, representative.fetched_at).desc(),
-            Story.id.desc(),
+            representative.story_id.desc(),
         )
     )
 

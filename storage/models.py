@@ -14,6 +14,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     SmallInteger,
@@ -21,6 +22,7 @@ from sqlalchemy import (
     Text,
     Unicode,
     UniqueConstraint,
+    func,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -77,6 +79,11 @@ class Article(Base):
     source: Mapped[Source] = relationship()
     urls: Mapped[list[ArticleUrl]] = relationship(
         back_populates="article", cascade="all, delete-orphan", order_by="ArticleUrl.id"
+    )
+
+    # The story list's order (monitor.search.matching_stories), read without sorting.
+    __table_args__ = (
+        Index("ix_articles_dated_story", func.coalesce(published_at, fetched_at), story_id),
     )
 
 

@@ -13,6 +13,9 @@ from monitor.cli.common import err_console, fail, open_database
 from storage.db import StorageError
 
 PUBLIC_URL_ENV = "DTMON_PUBLIC_URL"
+# Longer than a client's pause between requests under load: a connection the server closes
+# while the client reuses it fails that request (uvicorn's default is 5 s).
+KEEP_ALIVE_SECONDS = 60
 
 
 def serve(
@@ -52,7 +55,8 @@ def serve(
     names = ", ".join(sorted(access.digests)) or "none: claim, ack and release answer 401"
     reads = "need a token" if access.reads_need_token else "are open"
     err_console.print(f"consumers: {names}; reads {reads}", highlight=False, markup=False)
-    uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False)
+    uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False,
+                timeout_keep_alive=KEEP_ALIVE_SECONDS)
 
 
 def _check_public_url(public_url: str) -> None:
