@@ -188,7 +188,7 @@ DB = Annotated[Session, Depends(database)]
 WriteDB = Annotated[Session, Depends(writing_database)]
 
 
-def story_filter(
+async def story_filter(
     since: Annotated[date | None, Query(ge=EARLIEST_DAY, le=LATEST_DAY,
                                         description="Copies dated on or after (YYYY-MM-DD).")]
     = None,
@@ -203,7 +203,10 @@ def story_filter(
                                    description="Words that must all appear (full text).")]
     = None,
 ) -> StoryFilter:
-    """The story filters of a request (a story matches when one copy matches them all)."""
+    """The story filters of a request (a story matches when one copy matches them all).
+
+    Async, as is every dependency that does no I/O: a sync one costs a trip to the thread pool.
+    """
     if since and until and since > until:
         raise HTTPException(422, f"since ({since}) is after until ({until})")
     return StoryFilter(since=since, until=until, province=province or None,

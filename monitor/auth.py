@@ -172,8 +172,9 @@ def _unauthorized(detail: str) -> HTTPException:
     return HTTPException(401, detail, headers={"WWW-Authenticate": "Bearer"})
 
 
-def authenticated_consumer(request: Request, credentials: Credentials) -> str:
-    """The consumer named by the request's bearer token; 401 without a valid one."""
+async def authenticated_consumer(request: Request, credentials: Credentials) -> str:
+    """The consumer named by the request's bearer token; 401 without a valid one (async: a
+    hash and a comparison, not worth a trip to the thread pool)."""
     if credentials is None:
         raise _unauthorized("this request needs an Authorization: Bearer token")
     consumer = request.app.state.access.consumer_of(credentials.credentials)
