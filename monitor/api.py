@@ -20,12 +20,12 @@ being read.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import anyio
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
@@ -34,6 +34,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.templating import Jinja2Templates
+from jinja2 import pass_context
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 from sqlalchemy.exc import DataError
@@ -58,6 +59,7 @@ from storage.db import StorageError, init_db, make_engine, session_factory, sess
 from storage.models import Article, Source
 from storage.repository import decompress_html
 
+T = TypeVar("T")
 TEMPLATES = Jinja2Templates(directory=Path(__file__).resolve().parent / "web" / "templates")
 FEED_SIZE = 50
 PAGE_SIZE = 20
@@ -155,37 +157,34 @@ async def connection_slot(request: Request) -> AsyncIterator[None]:
         yield
 
 
-async def write_turn(request: Request) -> AsyncIterator[None]:
-    """On SQLite, wait for the other writing requests of this server to finish, then use the
-    writers' own connection; on PostgreSQL (row locks, claims skip each other's rows) take an
-    ordinary connection slot."""
-    turn: anyio.Lock | None = request.app.state.write_turn
-    async with turn or request.app.state.connection_slots:
-        yield
-
-
-def _transaction(request: Request) -> Iterator[Session]:
+def database(
+    request: Request, _slot: Annotated[None, Depends(connection_slot)]
+) -> Iterator[Session]:
+    """One transaction per request, committed when the endpoint succeeds."""
     sessions: sessionmaker[Session] = request.app.state.sessions
     with session_scope(sessions) as session:
         yield session
 
 
-def database(
-    request: Request, _slot: Annotated[None, Depends(connection_slot)]
-) -> Iterator[Session]:
-    """One transaction per request, committed when the endpoint succeeds."""
-    yield from _transaction(request)
-
-
-def writing_database(
-    request: Request, _turn: Annotated[None, Depends(write_turn)]
-) -> Iterator[Session]:
-    """The transaction of a request that changes state, in its turn."""
-    yield from _transaction(request)
-
-
 DB = Annotated[Session, Depends(database)]
-WriteDB = Annotated[Session, Depends(writing_database)]
+
+
+async def in_write_turn(request: Request, operation: Callable[[Session], T]) -> T:
+    """``operation`` in one committed transaction, in one trip to the thread pool.
+
+    On SQLite it first waits for the server's other writes to finish, then uses the writers'
+    own connection: the turn is held only while the transaction runs. On PostgreSQL (row locks;
+    claims skip each other's rows) it takes an ordinary connection slot.
+    """
+    turn: anyio.Lock | None = request.app.state.write_turn
+    async with turn or request.app.state.connection_slots:
+        return await anyio.to_thread.run_sync(_transaction, request.app.state.sessions,
+                                              operation)
+
+
+def _transaction(sessions: sessionmaker[Session], operation: Callable[[Session], T]) -> T:
+    with session_scope(sessions) as session:
+        return operation(session)
 
 
 async def story_filter(
@@ -306,29 +305,29 @@ class StoriesRequest(BaseModel):
     )
 
 
-def queue_claim(
-    request: Request, consumer: Consumer, session: WriteDB, body: ClaimRequest
-) -> dict[str, Any]:
+async def queue_claim(request: Request, consumer: Consumer, body: ClaimRequest) -> dict[str, Any]:
     """Lease relevant stories the consumer has not done yet; ack them when processed."""
     name = acting_as(consumer, body.consumer)
-    claimed = queue.claim(session, name, body.limit, body.lease_seconds)
+    claimed = await in_write_turn(
+        request, lambda session: queue.claim(session, name, body.limit, body.lease_seconds))
     return {"items": [_link_record(request, item.record()) for item in claimed]}
 
 
-def queue_ack(
-    consumer: Consumer, session: WriteDB, body: StoriesRequest
-) -> dict[str, Any]:
+async def queue_ack(request: Request, consumer: Consumer, body: StoriesRequest) -> dict[str, Any]:
     """Mark stories done for the consumer: never handed to it again."""
     name = acting_as(consumer, body.consumer)
-    return {"consumer": name, "acked": queue.ack(session, name, body.story_ids)}
+    acked = await in_write_turn(request, lambda session: queue.ack(session, name, body.story_ids))
+    return {"consumer": name, "acked": acked}
 
 
-def queue_release(
-    consumer: Consumer, session: WriteDB, body: StoriesRequest
+async def queue_release(
+    request: Request, consumer: Consumer, body: StoriesRequest
 ) -> dict[str, Any]:
     """Hand leased stories back at once, for another worker."""
     name = acting_as(consumer, body.consumer)
-    return {"consumer": name, "released": queue.release(session, name, body.story_ids)}
+    released = await in_write_turn(
+        request, lambda session: queue.release(session, name, body.story_ids))
+    return {"consumer": name, "released": released}
 
 
 def queue_status(
@@ -436,6 +435,16 @@ def _link(request: Request, target: Any) -> str:
     url = URL(str(target))
     path = url.path + (f"?{url.query}" if url.query else "")
     return request.app.state.public_url + path
+
+
+@pass_context
+def _template_url_for(context: dict[str, Any], name: str, /, **params: Any) -> str:
+    """``url_for`` in the page's templates: a link as :func:`_link` makes it, not from Host."""
+    request: Request = context["request"]
+    return _link(request, request.app.url_path_for(name, **params))
+
+
+TEMPLATES.env.globals["url_for"] = _template_url_for
 
 
 _WRITE_REFUSALS: dict[int | str, dict[str, Any]] = {

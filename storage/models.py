@@ -81,9 +81,11 @@ class Article(Base):
         back_populates="article", cascade="all, delete-orphan", order_by="ArticleUrl.id"
     )
 
-    # The story list's order (monitor.search.matching_stories), read without sorting.
     __table_args__ = (
+        # The story list's order (monitor.search.matching_stories), read without sorting.
         Index("ix_articles_dated_story", func.coalesce(published_at, fetched_at), story_id),
+        # "Has a relevant copy" (lists, feed, queue) answered from the index alone.
+        Index("ix_articles_story_relevant", story_id, relevant),
     )
 
 

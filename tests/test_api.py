@@ -259,6 +259,8 @@ def test_a_forged_host_header_changes_no_link(client: TestClient, crawled_databa
     honest = _answers_with_links(client, "127.0.0.1:8000")
     assert _answers_with_links(client, "attacker.example") == honest
     assert all(link.startswith("/") for link in honest)  # relative: no host of anyone's choosing
+    page = client.get("/", headers={"Host": "attacker.example"})
+    assert page.status_code == 200 and "attacker" not in page.text
     public = "https://news.example.vn/dtmon"
     settings = ServiceSettings(access=ACCESS, public_url=public + "/")
     with TestClient(create_app(crawled_database, settings)) as configured:
