@@ -86,6 +86,8 @@ class Article(Base):
         Index("ix_articles_dated_story", func.coalesce(published_at, fetched_at), story_id),
         # "Has a relevant copy" (lists, feed, queue) answered from the index alone.
         Index("ix_articles_story_relevant", story_id, relevant),
+        # Each source's article count and latest fetch (/sources, the page).
+        Index("ix_articles_source_fetched", source_id, fetched_at),
     )
 
 
