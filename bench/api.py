@@ -8,8 +8,9 @@ async HTTP client (httpx2), ``CONCURRENCY`` requests in flight, a 30 s time-out 
 
 * read-only (the baseline): ``REQUESTS`` reads, drawn as a downstream reader would (``READS``):
   stories and articles by id, raw pages, list pages, now and then the sources;
-* mixed: ``REQUESTS`` requests, one in ten a claim (``indexer``, ``CLAIM_LIMIT`` stories, the
-  API's default), one in ten an ack of a claimed batch, the rest the same reads.
+* mixed: ``REQUESTS`` requests, one in ten a claim (``indexer``, ``CLAIM_LIMIT`` stories: the
+  API's default 10, or ``DTMON_BENCH_API_CLAIM_LIMIT``), one in ten an ack of a claimed batch,
+  the rest the same reads.
 
 Each run prints throughput, p50/p99 latency, errors (any answer but 200, any failure) and
 time-outs. After the mixed run the database is checked: every story claimed was claimed by
@@ -49,7 +50,8 @@ STORIES = int(os.environ.get("DTMON_BENCH_API_STORIES", "1000" if QUICK else "10
 REQUESTS = 400 if QUICK else 2000
 CONCURRENCY = 50
 CLAIMS = REQUESTS // 10
-CLAIM_LIMIT = 10
+# Stories per claim: the API's default; 50 makes the 200 claims of a full run cover all 10,000.
+CLAIM_LIMIT = int(os.environ.get("DTMON_BENCH_API_CLAIM_LIMIT", "10"))
 TIMEOUT_SECONDS = 30
 CONSUMER = "indexer"
 TOKEN_ENV = "DTMON_TOKEN_INDEXER"
