@@ -5,40 +5,71 @@ JSON: ``/stories`` (filters, full-text ``q``, pagination), ``/stories/{id}``, ``
 (``/queue/claim``, ``/queue/ack``, ``/queue/release``, ``/queue/status``), an Atom feed of
 relevant stories (``/feed.atom``, ``?province=``) and the OpenAPI description
 (``/openapi.json``, browsable at ``/docs``). The page at ``/`` lists the latest relevant
-stories. Bad parameters get a 4xx answer saying what is wrong; an unreachable database a 503.
+stories. Bad parameters get a 4xx answer saying what is wrong (never echoing a large input);
+an unreachable database a 503.
+
+Claim, ack and release need a consumer's bearer token (monitor.auth). Links in answers are
+relative, or start with the configured public URL: never with the request's Host header.
+Under load, requests queue rather than fail: at most ``connections`` of them hold a database
+connection (the pool has exactly that many, plus one), the others wait without holding a
+thread. On SQLite the writing requests take turns on a connection of their own (the extra
+one), so they never wait in SQLite's busy handler for one another, nor for a reader's slot
+while holding the turn. Request bodies over ``MAX_BODY_BYTES`` are refused with 413 before
+being read.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
+import anyio
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi import Path as PathParam
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.templating import Jinja2Templates
+from jinja2 import pass_context
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
+from starlette.datastructures import URL
 
 from monitor import queue
+from monitor.auth import Access, Consumer, acting_as, authenticated_consumer
 from monitor.feed import atom_feed
 from monitor.health import assess, source_history
 from monitor.records import article_record, story_record
-from monitor.search import SearchError, StoryFilter, StoryView, find_stories, load_stories
+from monitor.search import (
+    EARLIEST_DAY,
+    LATEST_DAY,
+    SearchError,
+    StoryFilter,
+    StoryView,
+    find_stories,
+    load_stories,
+)
 from storage.db import StorageError, init_db, make_engine, session_factory, session_scope
 from storage.models import Article, Source
 from storage.repository import decompress_html
 
+T = TypeVar("T")
 TEMPLATES = Jinja2Templates(directory=Path(__file__).resolve().parent / "web" / "templates")
 FEED_SIZE = 50
 PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
 MAX_ID = 2**31 - 1  # ids are 32-bit integers on PostgreSQL
+MAX_BODY_BYTES = 64 * 1024  # an ack of 1,000 ids (the most it may name) is under 12 KiB
+MAX_HTTP_CLAIM = 100  # stories per claim over HTTP
+MAX_LEASE_SECONDS = 3600
+DB_CONNECTIONS = 4  # requests at the database at once (a connection each); 2 cores serve them
+MAX_ECHOED_INPUT = 100  # characters of a rejected value repeated in a 422
 # The raw HTML is the scraped page itself: never let it run scripts or act as our origin.
 RAW_HTML_HEADERS = {"Content-Security-Policy": "sandbox", "X-Content-Type-Options": "nosniff"}
 
@@ -46,24 +77,44 @@ RAW_HTML_HEADERS = {"Content-Security-Policy": "sandbox", "X-Content-Type-Option
 # --- application and dependencies -----------------------------------------------------------
 
 
-def create_app(database_url: str | None = None) -> FastAPI:
+@dataclass(frozen=True)
+class ServiceSettings:
+    """How the application serves: who may do what, its public URL, its database concurrency."""
+
+    access: Access = field(default_factory=lambda: Access({}))  # default: no consumer
+    public_url: str | None = None  # e.g. https://news.example.vn/dtmon; None: relative links
+    connections: int = DB_CONNECTIONS
+
+
+def create_app(
+    database_url: str | None = None, settings: ServiceSettings | None = None
+) -> FastAPI:
     """The dtmon web application on ``database_url`` (default: the configured database)."""
-    engine = make_engine(database_url)
+    settings = settings or ServiceSettings()
+    engine = make_engine(database_url, pool_size=settings.connections + 1)
     init_db(engine)
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.connection_slots = anyio.Semaphore(settings.connections)
+        app.state.write_turn = anyio.Lock() if engine.dialect.name == "sqlite" else None
         yield
         engine.dispose()
 
+    reads_need_token = settings.access.reads_need_token
     app = FastAPI(
         title="dtmon",
         summary="Digital-transformation news from Vietnamese provincial portals, newspapers "
         "and VOV.",
         version="0.1.0",
         lifespan=lifespan,
+        max_body_size=MAX_BODY_BYTES,
+        dependencies=[Depends(authenticated_consumer)] if reads_need_token else None,
     )
     app.state.sessions = session_factory(engine)
+    app.state.access = settings.access
+    app.state.public_url = settings.public_url.rstrip("/") if settings.public_url else ""
+    app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(SearchError, _unprocessable)
     app.add_exception_handler(queue.QueueError, _unprocessable)
     app.add_exception_handler(DataError, _refused_value)
@@ -77,6 +128,18 @@ async def _unprocessable(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": str(exc)}, status_code=422)
 
 
+async def _invalid_request(_request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's 422, without repeating inputs longer than ``MAX_ECHOED_INPUT``."""
+    assert isinstance(exc, RequestValidationError)
+    errors = []
+    for error in exc.errors():
+        shown = {"type": error["type"], "loc": error["loc"], "msg": error["msg"]}
+        if len(repr(error.get("input"))) <= MAX_ECHOED_INPUT:
+            shown["input"] = error.get("input")
+        errors.append(shown)
+    return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
+
+
 async def _refused_value(_request: Request, _exc: Exception) -> JSONResponse:
     return JSONResponse(
         {"detail": "a parameter holds a value the database refuses (e.g. a NUL character)"},
@@ -88,7 +151,15 @@ async def _unavailable(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": f"database unavailable: {exc}"}, status_code=503)
 
 
-def database(request: Request) -> Iterator[Session]:
+async def connection_slot(request: Request) -> AsyncIterator[None]:
+    """Wait (holding no thread) until one of the pool's connections is free for this request."""
+    async with request.app.state.connection_slots:
+        yield
+
+
+def database(
+    request: Request, _slot: Annotated[None, Depends(connection_slot)]
+) -> Iterator[Session]:
     """One transaction per request, committed when the endpoint succeeds."""
     sessions: sessionmaker[Session] = request.app.state.sessions
     with session_scope(sessions) as session:
@@ -98,10 +169,30 @@ def database(request: Request) -> Iterator[Session]:
 DB = Annotated[Session, Depends(database)]
 
 
-def story_filter(
-    since: Annotated[date | None, Query(description="Copies dated on or after (YYYY-MM-DD).")]
+async def in_write_turn(request: Request, operation: Callable[[Session], T]) -> T:
+    """``operation`` in one committed transaction, in one trip to the thread pool.
+
+    On SQLite it first waits for the server's other writes to finish, then uses the writers'
+    own connection: the turn is held only while the transaction runs. On PostgreSQL (row locks;
+    claims skip each other's rows) it takes an ordinary connection slot.
+    """
+    turn: anyio.Lock | None = request.app.state.write_turn
+    async with turn or request.app.state.connection_slots:
+        return await anyio.to_thread.run_sync(_transaction, request.app.state.sessions,
+                                              operation)
+
+
+def _transaction(sessions: sessionmaker[Session], operation: Callable[[Session], T]) -> T:
+    with session_scope(sessions) as session:
+        return operation(session)
+
+
+async def story_filter(
+    since: Annotated[date | None, Query(ge=EARLIEST_DAY, le=LATEST_DAY,
+                                        description="Copies dated on or after (YYYY-MM-DD).")]
     = None,
-    until: Annotated[date | None, Query(description="Copies dated on or before (YYYY-MM-DD).")]
+    until: Annotated[date | None, Query(ge=EARLIEST_DAY, le=LATEST_DAY,
+                                        description="Copies dated on or before (YYYY-MM-DD).")]
     = None,
     province: Annotated[str | None, Query(max_length=100, description="e.g. Hưng Yên")] = None,
     source: Annotated[str | None, Query(max_length=100, description="Registry name.")] = None,
@@ -111,7 +202,10 @@ def story_filter(
                                    description="Words that must all appear (full text).")]
     = None,
 ) -> StoryFilter:
-    """The story filters of a request (a story matches when one copy matches them all)."""
+    """The story filters of a request (a story matches when one copy matches them all).
+
+    Async, as is every dependency that does no I/O: a sync one costs a trip to the thread pool.
+    """
     if since and until and since > until:
         raise HTTPException(422, f"since ({since}) is after until ({until})")
     return StoryFilter(since=since, until=until, province=province or None,
@@ -137,7 +231,7 @@ def list_stories(
         "total": total,
         "limit": limit,
         "offset": offset,
-        "next": str(request.url.include_query_params(offset=following))
+        "next": _link(request, request.url.include_query_params(offset=following))
         if following < total else None,
         "items": [_story_json(request, view, with_text=False) for view in views],
     }
@@ -157,7 +251,8 @@ def get_article(request: Request, session: DB, article_id: RowId) -> dict[str, A
     if article is None:
         raise HTTPException(404, f"no article {article_id}")
     record = article_record(article)
-    record["raw_html"] = str(request.url_for("article_raw", article_id=article_id))
+    record["raw_html"] = _link(request, request.app.url_path_for("article_raw",
+                                                                 article_id=article_id))
     return record
 
 
@@ -182,43 +277,57 @@ def feed(
     """Atom feed of the latest relevant stories, of one province if asked."""
     filters = StoryFilter(province=province or None, relevant=True)
     views, _ = find_stories(session, filters, limit=FEED_SIZE)
-    body = atom_feed(views, province=province, self_url=str(request.url),
-                     site_url=str(request.url_for("home")))
+    body = atom_feed(views, province=province, self_url=_link(request, request.url),
+                     site_url=_link(request, request.app.url_path_for("home")))
     return Response(body, media_type="application/atom+xml; charset=utf-8")
 
 
-class ClaimRequest(BaseModel):
-    """A worker of ``consumer`` asking for stories."""
+ConsumerName = Annotated[str | None, Field(
+    default=None, min_length=1, max_length=100,
+    description="Optional: the token's consumer (another name is refused with 403).")]
 
-    consumer: str = Field(min_length=1, max_length=100)
-    limit: int = Field(default=10, ge=1, le=queue.MAX_CLAIM)
-    lease_seconds: float = Field(default=queue.DEFAULT_LEASE_SECONDS, gt=0, le=7 * 86400)
+
+class ClaimRequest(BaseModel):
+    """A worker of the token's consumer asking for stories."""
+
+    consumer: ConsumerName = None
+    limit: int = Field(default=10, ge=1, le=MAX_HTTP_CLAIM)
+    lease_seconds: float = Field(default=queue.DEFAULT_LEASE_SECONDS, gt=0,
+                                 le=MAX_LEASE_SECONDS)
 
 
 class StoriesRequest(BaseModel):
-    """Stories a consumer is done with (ack) or gives back (release)."""
+    """Stories the token's consumer is done with (ack) or gives back (release)."""
 
-    consumer: str = Field(min_length=1, max_length=100)
+    consumer: ConsumerName = None
     story_ids: list[Annotated[int, Field(ge=1, le=MAX_ID)]] = Field(
         min_length=1, max_length=queue.MAX_CLAIM
     )
 
 
-def queue_claim(request: Request, session: DB, body: ClaimRequest) -> dict[str, Any]:
+async def queue_claim(request: Request, consumer: Consumer, body: ClaimRequest) -> dict[str, Any]:
     """Lease relevant stories the consumer has not done yet; ack them when processed."""
-    claimed = queue.claim(session, body.consumer, body.limit, body.lease_seconds)
-    return {"items": [_absolute_links(request, item.record()) for item in claimed]}
+    name = acting_as(consumer, body.consumer)
+    claimed = await in_write_turn(
+        request, lambda session: queue.claim(session, name, body.limit, body.lease_seconds))
+    return {"items": [_link_record(request, item.record()) for item in claimed]}
 
 
-def queue_ack(session: DB, body: StoriesRequest) -> dict[str, Any]:
+async def queue_ack(request: Request, consumer: Consumer, body: StoriesRequest) -> dict[str, Any]:
     """Mark stories done for the consumer: never handed to it again."""
-    return {"consumer": body.consumer, "acked": queue.ack(session, body.consumer, body.story_ids)}
+    name = acting_as(consumer, body.consumer)
+    acked = await in_write_turn(request, lambda session: queue.ack(session, name, body.story_ids))
+    return {"consumer": name, "acked": acked}
 
 
-def queue_release(session: DB, body: StoriesRequest) -> dict[str, Any]:
+async def queue_release(
+    request: Request, consumer: Consumer, body: StoriesRequest
+) -> dict[str, Any]:
     """Hand leased stories back at once, for another worker."""
-    released = queue.release(session, body.consumer, body.story_ids)
-    return {"consumer": body.consumer, "released": released}
+    name = acting_as(consumer, body.consumer)
+    released = await in_write_turn(
+        request, lambda session: queue.release(session, name, body.story_ids))
+    return {"consumer": name, "released": released}
 
 
 def queue_status(
@@ -310,17 +419,39 @@ def source_overview(session: Session) -> list[dict[str, Any]]:
 
 def _story_json(request: Request, view: StoryView, *, with_text: bool) -> dict[str, Any]:
     record = story_record(view.id, view.representative, view.copies, with_text=with_text)
-    return _absolute_links(request, record)
+    return _link_record(request, record)
 
 
-def _absolute_links(request: Request, record: dict[str, Any]) -> dict[str, Any]:
-    """Turn the ``raw_html`` paths of a story record into URLs on this server."""
+def _link_record(request: Request, record: dict[str, Any]) -> dict[str, Any]:
+    """Turn the ``raw_html`` paths of a story record into links to this server."""
     for entry in [record["representative"], *record["copies"]]:
-        article_id = entry.get("article_id", entry.get("id"))
-        entry["raw_html"] = str(request.url_for("article_raw", article_id=article_id))
+        entry["raw_html"] = _link(request, entry["raw_html"])
     return record
 
 
+def _link(request: Request, target: Any) -> str:
+    """A link to ``target`` (a path, or a URL of this server whose host is ignored): the
+    configured public URL followed by its path and query, or the bare path and query."""
+    url = URL(str(target))
+    path = url.path + (f"?{url.query}" if url.query else "")
+    return request.app.state.public_url + path
+
+
+@pass_context
+def _template_url_for(context: dict[str, Any], name: str, /, **params: Any) -> str:
+    """``url_for`` in the page's templates: a link as :func:`_link` makes it, not from Host."""
+    request: Request = context["request"]
+    return _link(request, request.app.url_path_for(name, **params))
+
+
+TEMPLATES.env.globals["url_for"] = _template_url_for
+
+
+_WRITE_REFUSALS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "No bearer token, or not a configured consumer's token."},
+    403: {"description": "The body names another consumer than the token's."},
+    413: {"description": f"The body is over {MAX_BODY_BYTES} bytes."},
+}
 _ROUTES: list[dict[str, Any]] = [
     {"path": "/", "endpoint": home, "methods": ["GET"], "name": "home",
      "response_class": HTMLResponse, "include_in_schema": False},
@@ -334,9 +465,11 @@ _ROUTES: list[dict[str, Any]] = [
     {"path": "/sources", "endpoint": list_sources, "methods": ["GET"], "tags": ["sources"]},
     {"path": "/feed.atom", "endpoint": feed, "methods": ["GET"], "tags": ["feed"],
      "response_class": Response},
-    {"path": "/queue/claim", "endpoint": queue_claim, "methods": ["POST"], "tags": ["queue"]},
-    {"path": "/queue/ack", "endpoint": queue_ack, "methods": ["POST"], "tags": ["queue"]},
+    {"path": "/queue/claim", "endpoint": queue_claim, "methods": ["POST"], "tags": ["queue"],
+     "responses": _WRITE_REFUSALS},
+    {"path": "/queue/ack", "endpoint": queue_ack, "methods": ["POST"], "tags": ["queue"],
+     "responses": _WRITE_REFUSALS},
     {"path": "/queue/release", "endpoint": queue_release, "methods": ["POST"],
-     "tags": ["queue"]},
+     "tags": ["queue"], "responses": _WRITE_REFUSALS},
     {"path": "/queue/status", "endpoint": queue_status, "methods": ["GET"], "tags": ["queue"]},
 ]

@@ -11,14 +11,15 @@ locked ``FOR NO KEY UPDATE SKIP LOCKED`` (workers take disjoint rows without wai
 lock does not block articles being linked to stories); on SQLite the claim runs under the
 database's write lock (``BEGIN IMMEDIATE``, see storage.db). On both, the lease row is written
 by an upsert that only takes over a row whose lease expired and was never acked, so a claim
-racing another can never steal a live lease.
+racing another can never steal a live lease; a claim that lost such a race looks again
+(``CLAIM_ROUNDS``), so it comes back short only when the stories run out.
 
 Each call runs in the caller's transaction: commit right after, which also ends the lock.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -34,6 +35,10 @@ from storage.repository import utcnow
 
 DEFAULT_LEASE_SECONDS = 300
 MAX_CLAIM = 1000
+# A PostgreSQL claim whose snapshot predates a concurrent claim's commit sees that claim's
+# stories as free; its upsert then leaves them (live leases) and it looks again, with a fresh
+# snapshot, for the rest. Each further round needs yet another claim to commit in between.
+CLAIM_ROUNDS = 5
 
 
 class QueueError(ValueError):
@@ -82,13 +87,17 @@ def claim(
         raise QueueError(f"the lease must last a positive number of seconds, not {lease_seconds}")
     now = utcnow()
     expires = now + timedelta(seconds=lease_seconds)
+    leased: dict[int, int] = {}
     # On SQLite the savepoint first takes the write lock (storage.db): claims run one at a time.
     with session.begin_nested():
-        candidates = _claimable(consumer, now).limit(limit)
-        if session.get_bind().dialect.name == "postgresql":
-            candidates = candidates.with_for_update(skip_locked=True, key_share=True, of=Story)
-        story_ids = list(session.scalars(candidates))
-        leased = _lease(session, consumer, story_ids, now, expires) if story_ids else {}
+        for _ in range(CLAIM_ROUNDS):
+            story_ids = _lock_candidates(session, consumer, now, limit - len(leased), leased)
+            if not story_ids:
+                break
+            taken = _lease(session, consumer, story_ids, now, expires)
+            leased.update(taken)
+            if len(taken) == len(story_ids):
+                break  # no race lost: these are all the stories there are, or enough
     views = load_stories(session, sorted(leased))
     return [
         ClaimedStory(view.id, expires, leased[view.id], story_record(
@@ -140,6 +149,17 @@ def consumers(session: Session) -> list[str]:
 def _check_consumer(consumer: str) -> None:
     if not consumer.strip() or len(consumer) > 100:
         raise QueueError("the consumer name must be 1 to 100 characters")
+
+
+def _lock_candidates(
+    session: Session, consumer: str, now: datetime, count: int, excluded: Iterable[int]
+) -> list[int]:
+    """Up to ``count`` claimable stories not in ``excluded``, locked on PostgreSQL (rows
+    another claim holds are skipped)."""
+    candidates = _claimable(consumer, now).where(Story.id.not_in(list(excluded))).limit(count)
+    if session.get_bind().dialect.name == "postgresql":
+        candidates = candidates.with_for_update(skip_locked=True, key_share=True, of=Story)
+    return list(session.scalars(candidates))
 
 
 def _claimable(consumer: str, now: datetime) -> Select[tuple[int]]:

@@ -21,6 +21,10 @@ from storage.models import POSTGRES_FULLTEXT_DOCUMENT, Article, Source, Story
 from storage.repository import VIETNAM, utc_naive
 
 _WORD = re.compile(r"\w+")
+# Days a date filter may name: any day a stored copy can carry, with room to spare, and far
+# from the ends of the calendar (day 1 and day 9999-12-31 overflow once moved to UTC).
+EARLIEST_DAY = date(1900, 1, 1)
+LATEST_DAY = date(2999, 12, 31)
 
 
 class SearchError(ValueError):
@@ -41,6 +45,12 @@ class StoryFilter:
     source: str | None = None
     relevant: bool | None = None
     query: str | None = None
+
+    def __post_init__(self) -> None:
+        for name, day in (("since", self.since), ("until", self.until)):
+            if day is not None and not EARLIEST_DAY <= day <= LATEST_DAY:
+                raise SearchError(f"{name} must be between {EARLIEST_DAY} and {LATEST_DAY}, "
+                                  f"not {day}")
 
 
 @dataclass(frozen=True)
@@ -102,16 +112,22 @@ def _vietnam_midnight_utc(day: date) -> datetime:
 
 
 def matching_stories(session: Session, filters: StoryFilter) -> Select[tuple[int]]:
-    """Ids of the stories with a copy matching ``filters``, newest representative first."""
+    """Ids of the stories with a copy matching ``filters``, newest representative first.
+
+    The representatives are read in the order of the index of migration 0018 (their date, then
+    their story), so a page stops after its rows instead of sorting every story.
+    """
     representative = aliased(Article)
     has_match = exists().where(Article.story_id == Story.id, *copy_conditions(session, filters))
     return (
         select(Story.id)
-        .join(representative, representative.id == Story.representative_id)
+        .select_from(representative)
+        .join(Story, (Story.id == representative.story_id)
+              & (Story.representative_id == representative.id))
         .where(has_match)
         .order_by(
             func.coalesce(representative.published_at, representative.fetched_at).desc(),
-            Story.id.desc(),
+            representative.story_id.desc(),
         )
     )
 

@@ -21,6 +21,7 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ from sqlalchemy.orm import Session, sessionmaker
 DATABASE_URL_ENV = "DTMON_DATABASE_URL"
 DEFAULT_SQLITE_PATH = Path("data") / "dtmon.db"
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
-SQLITE_CACHE_KIB = 64 * 1024  # per connection, filled only as pages are read
+SQLITE_CACHE_KIB = 64 * 1024  # an engine's page cache, filled only as pages are read
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 # Any constant will do: it only has to be the same in every dtmon process.
 _PG_MIGRATION_LOCK = 0x64746D6F6E  # "dtmon"
@@ -75,8 +76,14 @@ def database_url() -> str:
     return f"sqlite:///{path}"
 
 
-def make_engine(url: str | None = None) -> Engine:
-    """An engine for ``url`` (default :func:`database_url`), tuned for its backend."""
+def make_engine(url: str | None = None, pool_size: int | None = None) -> Engine:
+    """An engine for ``url`` (default :func:`database_url`), tuned for its backend.
+
+    ``pool_size`` fixes the number of pooled connections (no overflow) for a server that
+    bounds its own concurrency; default: SQLAlchemy's pool. On SQLite the connections of a
+    fixed pool share the page cache budget (each caches its own pages).
+    """
+    pool = {} if pool_size is None else {"pool_size": pool_size, "max_overflow": 0}
     try:
         parsed = _normalise_url(make_url(url or database_url()))
     except ArgumentError as exc:
@@ -85,11 +92,12 @@ def make_engine(url: str | None = None) -> Engine:
             "postgresql://user:password@host:port/database"
         ) from exc
     if parsed.get_backend_name() == "sqlite":
-        engine = create_engine(parsed)
-        event.listen(engine, "connect", _configure_sqlite_connection)
+        engine = create_engine(parsed, **pool)
+        cache_kib = SQLITE_CACHE_KIB // (pool_size or 1)
+        event.listen(engine, "connect", partial(_configure_sqlite_connection, cache_kib=cache_kib))
         event.listen(engine, "savepoint", _begin_before_savepoint)
         return engine
-    return create_engine(parsed, pool_pre_ping=True)
+    return create_engine(parsed, pool_pre_ping=True, **pool)
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
@@ -192,7 +200,9 @@ def _normalise_url(url: URL) -> URL:
     return url
 
 
-def _configure_sqlite_connection(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
+def _configure_sqlite_connection(
+    dbapi_connection: sqlite3.Connection, _record: Any, *, cache_kib: int
+) -> None:
     """Per-connection SQLite settings: wait for locks, WAL, enforced foreign keys, and a page
     cache that holds the hot part of the indexes (the default 2 MiB makes every duplicate
     lookup of a large database read pages from the OS)."""
@@ -200,7 +210,7 @@ def _configure_sqlite_connection(dbapi_connection: sqlite3.Connection, _record: 
     _enable_wal(dbapi_connection)
     dbapi_connection.execute("PRAGMA synchronous = NORMAL")
     dbapi_connection.execute("PRAGMA foreign_keys = ON")
-    dbapi_connection.execute(f"PRAGMA cache_size = -{SQLITE_CACHE_KIB}")
+    dbapi_connection.execute(f"PRAGMA cache_size = -{cache_kib}")
 
 
 def _enable_wal(dbapi_connection: sqlite3.Connection) -> None:

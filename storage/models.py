@@ -14,6 +14,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     SmallInteger,
@@ -21,6 +22,7 @@ from sqlalchemy import (
     Text,
     Unicode,
     UniqueConstraint,
+    func,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -83,6 +85,15 @@ class Article(Base):
     source: Mapped[Source] = relationship()
     urls: Mapped[list[ArticleUrl]] = relationship(
         back_populates="article", cascade="all, delete-orphan", order_by="ArticleUrl.id"
+    )
+
+    __table_args__ = (
+        # The story list's order (monitor.search.matching_stories), read without sorting.
+        Index("ix_articles_dated_story", func.coalesce(published_at, fetched_at), story_id),
+        # "Has a relevant copy" (lists, feed, queue) answered from the index alone.
+        Index("ix_articles_story_relevant", story_id, relevant),
+        # Each source's article count and latest fetch (/sources, the page).
+        Index("ix_articles_source_fetched", source_id, fetched_at),
     )
 
 

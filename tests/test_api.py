@@ -3,24 +3,39 @@ on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import feedparser
 import pytest
 from fastapi.testclient import TestClient
 
 from crawler.vietnamese import normalize_text
-from monitor.api import create_app
+from monitor.api import ServiceSettings, create_app
+from monitor.auth import Access, token_digest
 from monitor.ingest import ingest_article
 from monitor.topics import load_topics
 from storage.db import init_db, make_engine, session_factory, session_scope
 from storage.repository import ArticleData
+from tests.fixtures.shared_data import REPO_ROOT
+
+TOKENS = {"http-nlp": "nlp-token-0123456789abcdefghijkl",
+          "archive": "archive-token-0123456789abcdefgh"}
+ACCESS = Access({name: token_digest(token) for name, token in TOKENS.items()})
+
+
+def bearer(consumer: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {TOKENS[consumer]}"}
 
 
 @pytest.fixture(scope="module")
 def client(crawled_database: str) -> Iterator[TestClient]:
-    """The API over this module's copy of the crawled mirror, once per backend."""
-    with TestClient(create_app(crawled_database)) as client:
+    """The API over this module's copy of the crawled mirror, once per backend; two consumers
+    have tokens, reads are open (a local server)."""
+    with TestClient(create_app(crawled_database, ServiceSettings(access=ACCESS))) as client:
         yield client
 
 
@@ -105,7 +120,7 @@ def test_story_and_article_carry_text_copies_and_raw_html(client: TestClient) ->
     story = _get(client, f"/stories/{syndicated['id']}")
     assert len(story["representative"]["text"]) > 200
     for copy in story["copies"]:
-        assert copy["raw_html"].startswith("http://testserver/articles/")
+        assert copy["raw_html"].startswith("/articles/")
         raw = client.get(copy["raw_html"])
         assert raw.status_code == 200 and raw.headers["content-type"].startswith("text/html")
         assert raw.headers["content-security-policy"] == "sandbox"
@@ -155,19 +170,196 @@ def test_openapi_describes_every_endpoint(client: TestClient) -> None:
 
 
 def test_queue_over_http(client: TestClient) -> None:
-    claimed = client.post("/queue/claim", json={"consumer": "http-nlp", "limit": 3}).json()
+    claimed = client.post("/queue/claim", json={"consumer": "http-nlp", "limit": 3},
+                          headers=bearer("http-nlp")).json()
     ids = [item["id"] for item in claimed["items"]]
     assert len(ids) == 3
     item = claimed["items"][0]
     assert item["representative"]["text"] and item["lease_expires_at"]
     assert client.get(item["representative"]["raw_html"]).status_code == 200
-    acked = client.post("/queue/ack", json={"consumer": "http-nlp", "story_ids": ids[:2]})
+    acked = client.post("/queue/ack", json={"story_ids": ids[:2]}, headers=bearer("http-nlp"))
     assert acked.json() == {"consumer": "http-nlp", "acked": sorted(ids[:2])}
-    released = client.post("/queue/release", json={"consumer": "http-nlp", "story_ids": ids[2:]})
+    released = client.post("/queue/release", json={"consumer": "http-nlp", "story_ids": ids[2:]},
+                           headers=bearer("http-nlp"))
     assert released.json()["released"] == ids[2:]
     status = _get(client, "/queue/status", consumer="http-nlp")
     relevant = len(_all_stories(client, relevant="true"))
     assert status == {"consumer": "http-nlp", "done": 2, "leased": 0, "available": relevant - 2}
+
+
+WRITES = [("/queue/claim", {"consumer": "archive", "limit": 100}),
+          ("/queue/ack", {"consumer": "archive", "story_ids": [1, 2, 3]}),
+          ("/queue/release", {"consumer": "archive", "story_ids": [1, 2, 3]})]
+
+
+@pytest.mark.parametrize(("path", "body"), WRITES)
+@pytest.mark.parametrize("authorization", [None, "Bearer not-a-token", "Basic YTpi",
+                                           f"Bearer {TOKENS['archive']}x"])
+def test_writes_without_a_valid_token_are_refused_with_401(
+    client: TestClient, path: str, body: dict, authorization: str | None
+) -> None:
+    before = _get(client, "/queue/status", consumer="archive")
+    headers = {"Authorization": authorization} if authorization else {}
+    response = client.post(path, json=body, headers=headers)
+    assert response.status_code == 401, response.text
+    assert response.headers["www-authenticate"] == "Bearer"
+    assert _get(client, "/queue/status", consumer="archive") == before
+
+
+def test_a_consumer_cannot_claim_ack_or_release_for_another(client: TestClient) -> None:
+    held = client.post("/queue/claim", json={"limit": 2}, headers=bearer("archive")).json()
+    ids = [item["id"] for item in held["items"]]
+    assert len(ids) == 2
+    before = _get(client, "/queue/status", consumer="archive")
+    assert before["leased"] == 2
+    for path, body in [("/queue/claim", {"consumer": "archive", "limit": 100}),
+                       ("/queue/ack", {"consumer": "archive", "story_ids": ids}),
+                       ("/queue/release", {"consumer": "archive", "story_ids": ids})]:
+        response = client.post(path, json=body, headers=bearer("http-nlp"))
+        assert response.status_code == 403, response.text
+        assert "archive" in response.json()["detail"]
+    # Without a name, the token acts for its own consumer, which holds none of these stories.
+    for path in ("/queue/ack", "/queue/release"):
+        answer = client.post(path, json={"story_ids": ids}, headers=bearer("http-nlp")).json()
+        assert answer["consumer"] == "http-nlp" and not (answer.get("acked")
+                                                         or answer.get("released"))
+    assert _get(client, "/queue/status", consumer="archive") == before  # nothing changed
+    released = client.post("/queue/release", json={"story_ids": ids}, headers=bearer("archive"))
+    assert released.json() == {"consumer": "archive", "released": sorted(ids)}
+
+
+def _links_in(value: object) -> list[str]:
+    """Every link-like string of a JSON answer (raw_html, next)."""
+    if isinstance(value, dict):
+        return [link for key, item in value.items()
+                for link in ([item] if key in ("raw_html", "next") and item else _links_in(item))]
+    if isinstance(value, list):
+        return [link for item in value for link in _links_in(item)]
+    return []
+
+
+def _answers_with_links(api: TestClient, host: str) -> list[str]:
+    """The links of every answer that carries one, asked with ``Host: host``."""
+    forged = {"Host": host}
+    story = api.get("/stories", params={"limit": 2}, headers=forged).json()
+    story_id = story["items"][0]["id"]
+    article_id = story["items"][0]["representative"]["id"]
+    claimed = api.post("/queue/claim", json={"limit": 1, "lease_seconds": 0.001},
+                       headers={**forged, **bearer("http-nlp")}).json()
+    links = (_links_in(story) + _links_in(api.get(f"/stories/{story_id}", headers=forged).json())
+             + _links_in(api.get(f"/articles/{article_id}", headers=forged).json())
+             + _links_in(claimed))
+    feed = feedparser.parse(api.get("/feed.atom", headers=forged).content)
+    links += [link.href for link in feed.feed.links]
+    assert len(links) >= 8 and story["next"] and claimed["items"]
+    return links
+
+
+def test_a_forged_host_header_changes_no_link(client: TestClient, crawled_database: str) -> None:
+    honest = _answers_with_links(client, "127.0.0.1:8000")
+    assert _answers_with_links(client, "attacker.example") == honest
+    assert all(link.startswith("/") for link in honest)  # relative: no host of anyone's choosing
+    page = client.get("/", headers={"Host": "attacker.example"})
+    assert page.status_code == 200 and "attacker" not in page.text
+    public = "https://news.example.vn/dtmon"
+    settings = ServiceSettings(access=ACCESS, public_url=public + "/")
+    with TestClient(create_app(crawled_database, settings)) as configured:
+        links = _answers_with_links(configured, "attacker.example")
+    assert links == [public + link for link in honest]
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_a_2_mb_body_is_refused_with_413(client: TestClient, chunked: bool) -> None:
+    body = json.dumps({"story_ids": [1] * 700_000}).encode()
+    assert len(body) > 2_000_000
+    content = iter([body[i:i + 65536] for i in range(0, len(body), 65536)]) if chunked else body
+    response = client.post("/queue/ack", content=content, headers={
+        **bearer("http-nlp"), "Content-Type": "application/json"})
+    assert response.status_code == 413, response.text[:200]
+    assert client.get("/stories", params={"limit": 1}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [({"limit": 101}, "limit"), ({"lease_seconds": 3601}, "lease_seconds"),
+     ({"lease_seconds": 604800, "limit": 100}, "lease_seconds")],
+)
+def test_claims_over_the_bounds_are_refused_with_422(
+    client: TestClient, body: dict, says: str
+) -> None:
+    response = client.post("/queue/claim", json=body, headers=bearer("http-nlp"))
+    assert response.status_code == 422 and says in response.text
+
+
+def test_a_refused_large_input_is_not_echoed(client: TestClient) -> None:
+    huge = "x" * 60_000
+    for response in [
+        client.post("/queue/claim", json={"consumer": huge}, headers=bearer("http-nlp")),
+        client.post("/queue/ack", json={"story_ids": [huge]}, headers=bearer("http-nlp")),
+        client.get("/stories", params={"province": huge[:5000]}),
+    ]:
+        assert response.status_code == 422
+        assert len(response.content) < 1000 and "xxxxxxxxxx" not in response.text
+
+
+def test_openapi_documents_the_bearer_token_on_writes(client: TestClient) -> None:
+    schema = _get(client, "/openapi.json")
+    scheme = schema["components"]["securitySchemes"]["consumerToken"]
+    assert scheme["type"] == "http" and scheme["scheme"] == "bearer"
+    assert "consumers.yaml" in scheme["description"]
+    for path in ("/queue/claim", "/queue/ack", "/queue/release"):
+        operation = schema["paths"][path]["post"]
+        assert operation["security"] == [{"consumerToken": []}]
+        assert {"401", "403", "413", "422"} <= set(operation["responses"])
+    assert "security" not in schema["paths"]["/stories"]["get"]  # reads are open here
+
+
+def test_reads_can_require_a_token(crawled_database: str) -> None:
+    settings = ServiceSettings(access=Access(ACCESS.digests, reads_need_token=True))
+    with TestClient(create_app(crawled_database, settings)) as api:
+        for path in ("/stories", "/sources", "/feed.atom", "/queue/status?consumer=archive"):
+            assert api.get(path).status_code == 401
+            assert api.get(path, headers=bearer("archive")).status_code == 200
+        assert api.get("/openapi.json").json()["paths"]["/stories"]["get"]["security"]
+
+
+def _serve(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "monitor", "serve", *args], cwd=tmp_path, capture_output=True,
+        text=True, timeout=60, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO_ROOT),
+                                    "DTMON_DATABASE_URL": f"sqlite:///{tmp_path / 'd.db'}"})
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.10", "example.org"])
+def test_the_server_refuses_to_listen_beyond_loopback_without_tokens(
+    tmp_path: Path, host: str
+) -> None:
+    empty = tmp_path / "consumers.yaml"
+    empty.write_text("consumers: []\n")
+    done = _serve(tmp_path, "--host", host, "--port", "8999", "--consumers", str(empty))
+    assert done.returncode != 0
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"refusing to listen on {host}" in lines[0], done.stderr
+    assert "no consumer tokens are configured" in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [("consumers: [{name: a}]", "exactly one of token_sha256 and token_env"),
+     ("consumers: [{name: a, token_env: DTMON_NO_SUCH_TOKEN}]", "is not set"),
+     ("consumers: [{name: a, token_sha256: abc}]", "token_sha256"),
+     ("consumers: [{name: a, token_sha256: " + "a" * 64 + "}, {name: a, token_sha256: "
+      + "b" * 64 + "}]", "listed twice"),
+     ("require_token_for_read: true", "require_token_for_read")],
+)
+def test_a_bad_consumers_file_stops_the_server_with_a_reason(
+    tmp_path: Path, content: str, says: str
+) -> None:
+    consumers = tmp_path / "consumers.yaml"
+    consumers.write_text(content)
+    done = _serve(tmp_path, "--consumers", str(consumers))
+    assert done.returncode != 0 and says in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize(
@@ -175,6 +367,8 @@ def test_queue_over_http(client: TestClient) -> None:
     [
         ("/stories", {"since": "2024-13-01"}, 422, "since"),
         ("/stories", {"since": "2025-01-02", "until": "2025-01-01"}, 422, "after"),
+        ("/stories", {"since": "0001-01-01"}, 422, "since"),
+        ("/stories", {"until": "9999-12-31"}, 422, "until"),
         ("/stories", {"limit": 0}, 422, "limit"),
         ("/stories", {"limit": 100000}, 422, "limit"),
         ("/stories", {"offset": -1}, 422, "offset"),
@@ -206,19 +400,19 @@ def test_bad_parameters_get_a_clear_4xx(
 @pytest.mark.parametrize(
     ("path", "body", "says"),
     [
-        ("/queue/claim", {"limit": 3}, "consumer"),
-        ("/queue/claim", {"consumer": "nlp", "limit": 0}, "limit"),
-        ("/queue/claim", {"consumer": "nlp", "lease_seconds": -1}, "lease_seconds"),
-        ("/queue/claim", {"consumer": "  "}, "consumer name"),
-        ("/queue/ack", {"consumer": "nlp", "story_ids": []}, "story_ids"),
-        ("/queue/ack", {"consumer": "nlp", "story_ids": ["x"]}, "story_ids"),
-        ("/queue/release", {"consumer": "nlp"}, "story_ids"),
+        ("/queue/claim", {"consumer": ""}, "consumer"),
+        ("/queue/claim", {"limit": 0}, "limit"),
+        ("/queue/claim", {"lease_seconds": -1}, "lease_seconds"),
+        ("/queue/claim", {"limit": "many"}, "limit"),
+        ("/queue/ack", {"story_ids": []}, "story_ids"),
+        ("/queue/ack", {"consumer": "http-nlp", "story_ids": ["x"]}, "story_ids"),
+        ("/queue/release", {"consumer": "http-nlp"}, "story_ids"),
     ],
 )
 def test_bad_queue_requests_get_a_clear_422(
     client: TestClient, path: str, body: dict, says: str
 ) -> None:
-    response = client.post(path, json=body)
+    response = client.post(path, json=body, headers=bearer("http-nlp"))
     assert response.status_code == 422, response.text
     assert says in response.text
 
