@@ -1,4 +1,8 @@
-"""`dtmon crawl` (on demand) and `dtmon demo` (the offline mirror at t1, then t2)."""
+"""`dtmon crawl` (on demand) and `dtmon demo` (the offline mirror at t1, then t2).
+
+Exit status of a crawl (also `dtmon demo` and `dtmon worker`): see :data:`EXIT_CODES`;
+1 is a problem found before crawling (configuration, database), 2 a wrong option.
+"""
 
 from __future__ import annotations
 
@@ -17,13 +21,21 @@ from crawler.distributed import DEFAULT_DEPLOYMENT, redis_url, seed_requests
 from crawler.sources import Registry, SourceConfigError, load_registry
 from monitor.alerts import Dispatcher, alerts_settings
 from monitor.cli.alerts import drain_and_report, rules_or_exit
-from monitor.cli.common import console, fail, open_database
-from monitor.crawling import CrawlOptions, CrawlOutcome, run_crawl, run_sources
+from monitor.cli.common import console, fail, open_database, print_plain
+from monitor.crawling import CrawlOptions, CrawlOutcome, failed_sources, run_crawl, run_sources
 from monitor.mirror import DEFAULT_MIRROR_PATH, MirrorError, MirrorServer
 from storage.db import StorageError
 from storage.models import CrawlRunSource
 
 _COLUMNS = ("pages fetched", "not modified", "articles new", "articles seen", "errors")
+# Exit status per run status: 0 whether or not anything was new; distinct codes when sources
+# failed, so that scripts and cron jobs can tell "nothing new" from "nothing reachable".
+EXIT_CODES = {"ok": 0, "partial": 3, "failed": 4}
+
+
+def exit_code(status: str) -> int:
+    """The exit status of a crawl that ended with run status ``status``."""
+    return EXIT_CODES.get(status, EXIT_CODES["failed"])
 
 
 def crawl(
@@ -75,8 +87,7 @@ def crawl(
     if rules:
         _, sessions = open_database()
         drain_and_report(Dispatcher(sessions, rules), alerts_timeout)
-    if outcome.status != "ok":
-        raise typer.Exit(1)
+    raise typer.Exit(exit_code(outcome.status))
 
 
 def demo(
@@ -105,7 +116,7 @@ def demo(
             outcome = _crawl_with_progress(CrawlOptions(sources=names, via=mirror.url,
                                                         trigger="demo"))
             if outcome.status != "ok":
-                raise typer.Exit(1)
+                raise typer.Exit(exit_code(outcome.status))
     finally:
         mirror.stop()
     console.print("Read what was found: [bold]dtmon articles list[/] "
@@ -157,22 +168,35 @@ def progress_table(rows: Sequence[CrawlRunSource], title: str = "crawling…") -
 
 def _print_summary(sessions: sessionmaker[Session], outcome: CrawlOutcome,
                    seconds: float) -> None:
+    """The verdict first (what a script or a reader needs), then the counters and errors."""
     rows = run_sources(sessions, outcome.run_id)
+    print_plain(_verdict(outcome, rows), style=None if outcome.status == "ok" else "bold red")
     console.print(progress_table(rows, title=f"run {outcome.run_id}: {outcome.status} "
                                              f"in {seconds:.1f} s"))
-    new = sum(row.articles_new for row in rows)
-    seen = sum(row.articles_seen for row in rows)
-    if outcome.status != "ok":
-        console.print(f"[red]The crawl failed (exit {outcome.returncode}); see "
-                      f"{outcome.log_path}[/]")
-    elif new == 0:
-        console.print(f"Nothing new: {seen} article(s) found were already stored.")
-    else:
-        console.print(f"{new} new article(s) stored, {seen} already stored.")
     for row in rows:
         for message in (row.error_messages or [])[:3]:
-            console.print(f"  [yellow]{row.source_name}[/]: {message}", highlight=False)
-    console.print(f"Log: {outcome.log_path}", style="dim")
+            print_plain(f"  {row.source_name}: {message}", style="yellow")
+    print_plain(f"Log: {outcome.log_path}", style="dim")
+
+
+def _verdict(outcome: CrawlOutcome, rows: Sequence[CrawlRunSource]) -> str:
+    new = sum(row.articles_new for row in rows)
+    seen = sum(row.articles_seen for row in rows)
+    stored = (f"{new} new article(s) stored, {seen} already stored" if new
+              else f"nothing new: {seen} article(s) found were already stored")
+    failed = failed_sources(rows)
+    names = ", ".join(row.source_name for row in failed[:5]) + (", …" if len(failed) > 5 else "")
+    code = exit_code(outcome.status)
+    if outcome.status == "ok":
+        return stored[0].upper() + stored[1:] + "."
+    if outcome.status == "partial":
+        return (f"Crawl partly failed (exit {code}): {len(failed)} of {len(rows)} sources "
+                f"failed ({names}); {stored}.")
+    if failed and len(failed) == len(rows):
+        return (f"Crawl failed (exit {code}): every source failed ({len(rows)} of "
+                f"{len(rows)}: {names}); {stored}.")
+    return (f"Crawl failed (exit {code}): the crawler stopped with status "
+            f"{outcome.returncode}; see {outcome.log_path}.")
 
 
 def _load_registry(extra: Sequence[Path]) -> Registry:
