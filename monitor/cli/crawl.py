@@ -21,7 +21,7 @@ from crawler.distributed import DEFAULT_DEPLOYMENT, redis_url, seed_requests
 from crawler.sources import Registry, SourceConfigError, load_registry
 from monitor.alerts import Dispatcher, alerts_settings
 from monitor.cli.alerts import drain_and_report, rules_or_exit
-from monitor.cli.common import console, fail, open_database, print_plain
+from monitor.cli.common import console, fail, fitted_table, open_database, plain, print_plain
 from monitor.crawling import CrawlOptions, CrawlOutcome, failed_sources, run_crawl, run_sources
 from monitor.mirror import DEFAULT_MIRROR_PATH, MirrorError, MirrorServer
 from storage.db import StorageError
@@ -151,16 +151,14 @@ def _crawl_with_progress(options: CrawlOptions) -> CrawlOutcome:
 
 def progress_table(rows: Sequence[CrawlRunSource], title: str = "crawling…") -> Table:
     """Per-source counters of a run, with a total line."""
-    table = Table(title=title, title_justify="left")
-    table.add_column("source")
-    for column in _COLUMNS:
-        table.add_column(column, justify="right")
+    table = fitted_table(("source", *_COLUMNS), right=_COLUMNS, title=title,
+                         title_justify="left")
     totals = [0] * len(_COLUMNS)
     for row in rows:
         values = (row.pages_fetched, row.not_modified, row.articles_new, row.articles_seen,
                   row.errors)
         totals = [a + b for a, b in zip(totals, values, strict=True)]
-        table.add_row(row.source_name, *(str(v) for v in values))
+        table.add_row(plain(row.source_name), *(str(v) for v in values))
     table.add_section()
     table.add_row("total", *(str(v) for v in totals), style="bold")
     return table
@@ -193,7 +191,9 @@ def _verdict(outcome: CrawlOutcome, rows: Sequence[CrawlRunSource]) -> str:
         return (f"Crawl partly failed (exit {code}): {len(failed)} of {len(rows)} sources "
                 f"failed ({names}); {stored}.")
     if failed and len(failed) == len(rows):
-        return (f"Crawl failed (exit {code}): every source failed ({len(rows)} of "
+        nothing = "" if sum(row.pages_fetched + row.not_modified for row in rows) else \
+            ", no page could be fetched"
+        return (f"Crawl failed (exit {code}): every source failed{nothing} ({len(rows)} of "
                 f"{len(rows)}: {names}); {stored}.")
     return (f"Crawl failed (exit {code}): the crawler stopped with status "
             f"{outcome.returncode}; see {outcome.log_path}.")

@@ -147,7 +147,8 @@ def _health_table(report: list[SourceHealth]) -> Table:
     for health in report:
         style = "red" if health.problems else ("dim" if not health.runs else None)
         table.add_row(
-            plain(health.source), plain(health.state), _when(health.last_success_at), str(health.consecutive_failures),
+            plain(health.source), plain(health.state), _when(health.last_success_at),
+            str(health.consecutive_failures),
             "" if health.articles_found is None else str(health.articles_found),
             _share(health.empty_share), _share(health.no_date_share), style=style)
     return table
