@@ -6,6 +6,8 @@ JSON: ``/stories`` (filters, full-text ``q``, pagination), ``/stories/{id}``, ``
 relevant stories (``/feed.atom``, ``?province=``) and the OpenAPI description
 (``/openapi.json``, browsable at ``/docs``). The page at ``/`` lists the latest relevant
 stories. Bad parameters get a 4xx answer saying what is wrong; an unreachable database a 503.
+The pages (``/``, ``/nguon``, ``/docs``) are in monitor/web/pages.py. Instants in JSON carry
+their offset (Vietnam time, monitor.clock).
 """
 
 from __future__ import annotations
@@ -13,19 +15,18 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from datetime import date
-from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from monitor import queue
+from monitor.clock import iso
 from monitor.feed import atom_feed
 from monitor.health import assess, source_history
 from monitor.records import article_record, story_record
@@ -34,7 +35,6 @@ from storage.db import StorageError, init_db, make_engine, session_factory, sess
 from storage.models import Article, Source
 from storage.repository import decompress_html
 
-TEMPLATES = Jinja2Templates(directory=Path(__file__).resolve().parent / "web" / "templates")
 FEED_SIZE = 50
 PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
@@ -62,6 +62,7 @@ def create_app(database_url: str | None = None) -> FastAPI:
         "and VOV.",
         version="0.1.0",
         lifespan=lifespan,
+        docs_url=None,  # served by monitor.web.pages from the swagger-ui-bundle package
     )
     app.state.sessions = session_factory(engine)
     app.add_exception_handler(SearchError, _unprocessable)
@@ -70,6 +71,10 @@ def create_app(database_url: str | None = None) -> FastAPI:
     app.add_exception_handler(StorageError, _unavailable)
     for route in _ROUTES:
         app.add_api_route(**route)
+    from monitor.web import pages
+
+    app.include_router(pages.router)
+    pages.mount_swagger_ui(app)
     return app
 
 
@@ -230,61 +235,7 @@ def queue_status(
             "available": status.available}
 
 
-# --- the web page ---------------------------------------------------------------------------
-
-
-def home(
-    request: Request,
-    session: DB,
-    province: Annotated[str | None, Query(max_length=100)] = None,
-    since: Annotated[str | None, Query(max_length=10)] = None,
-    until: Annotated[str | None, Query(max_length=10)] = None,
-    q: Annotated[str | None, Query(max_length=200)] = None,
-    page: Annotated[int, Query(ge=1, le=10_000)] = 1,
-) -> HTMLResponse:
-    """The latest relevant stories, filtered by province, days and words; source health."""
-    form = {"province": province or "", "since": since or "", "until": until or "", "q": q or ""}
-    error, views, total = None, [], 0
-    try:
-        filters = StoryFilter(since=_form_day(since, "since"), until=_form_day(until, "until"),
-                              province=province or None, relevant=True, query=q or None)
-        views, total = find_stories(session, filters, limit=PAGE_SIZE,
-                                    offset=(page - 1) * PAGE_SIZE)
-    except (SearchError, ValueError) as exc:
-        error = str(exc)
-    context = {
-        "form": form,
-        "error": error,
-        "stories": [story_record(v.id, v.representative, v.copies, with_text=False)
-                    for v in views],
-        "total": total,
-        "page": page,
-        "pages": max(1, -(-total // PAGE_SIZE)),
-        "provinces": provinces(session),
-        "sources": source_overview(session),
-    }
-    return TEMPLATES.TemplateResponse(request, "index.html", context,
-                                      status_code=400 if error else 200)
-
-
-def _form_day(value: str | None, name: str) -> date | None:
-    if not value:
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise ValueError(f"{name}: a day is written YYYY-MM-DD, not {value!r}") from None
-
-
 # --- shared reads ---------------------------------------------------------------------------
-
-
-def provinces(session: Session) -> list[str]:
-    """Every province with stored articles, sorted."""
-    return list(session.scalars(
-        select(Article.province).where(Article.province.is_not(None)).distinct()
-        .order_by(Article.province)
-    ))
 
 
 def source_overview(session: Session) -> list[dict[str, Any]]:
@@ -302,7 +253,7 @@ def source_overview(session: Session) -> list[dict[str, Any]]:
             "name": source.name,
             "province": source.province,
             "articles": counts.get(source.id, 0),
-            "last_article_fetched_at": last.isoformat() if last else None,
+            "last_article_fetched_at": iso(last),
             "health": assess(source.name, source_history(session, source.name)).record(),
         })
     return overview
@@ -322,8 +273,6 @@ def _absolute_links(request: Request, record: dict[str, Any]) -> dict[str, Any]:
 
 
 _ROUTES: list[dict[str, Any]] = [
-    {"path": "/", "endpoint": home, "methods": ["GET"], "name": "home",
-     "response_class": HTMLResponse, "include_in_schema": False},
     {"path": "/stories", "endpoint": list_stories, "methods": ["GET"], "tags": ["stories"]},
     {"path": "/stories/{story_id}", "endpoint": get_story, "methods": ["GET"],
      "tags": ["stories"]},
