@@ -18,6 +18,7 @@ Operational failures (unreachable server, read-only file, full disk, lock timeou
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -38,6 +39,9 @@ SUPPORTED_URLS = "sqlite:///path/to/file.db or postgresql://user:password@host:p
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 SQLITE_CACHE_KIB = 64 * 1024  # per connection, filled only as pages are read
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+_REVISION_LINE = re.compile(r"^revision\b[^=\n]*=\s*[\"']([^\"']+)[\"']", re.MULTILINE)
+_DOWN_REVISION_LINE = re.compile(r"^down_revision\b[^=\n]*=(.*)$", re.MULTILINE)
+_QUOTED = re.compile(r"[\"']([^\"']+)[\"']")
 # Any constant will do: it only has to be the same in every dtmon process.
 _PG_MIGRATION_LOCK = 0x64746D6F6E  # "dtmon"
 
@@ -217,12 +221,39 @@ def init_db(engine: Engine) -> None:
     """Bring the schema to the latest migration (Alembic ``upgrade head``).
 
     Idempotent, and safe when several processes start at once: the upgrade runs under a
-    database-wide lock, so the later ones find the schema current and do nothing.
+    database-wide lock, so the later ones find the schema current and do nothing. A database
+    already at the head is recognised with one query, without loading Alembic (every command
+    starts here: see bench/cli.py).
     """
+    if _at_head(engine):
+        return
     from alembic import command
 
     with storage_errors(engine.url), migration_connection(engine) as connection:
         command.upgrade(alembic_config(connection), "head")
+
+
+def migration_heads() -> set[str]:
+    """The head revisions of the migrations folder, read from the version files' ``revision``
+    and ``down_revision`` lines (Alembic's own reading imports every file)."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (MIGRATIONS_DIR / "versions").glob("*.py"):
+        text = path.read_text("utf-8")
+        revisions.update(_REVISION_LINE.findall(text))
+        for line in _DOWN_REVISION_LINE.findall(text):
+            parents.update(_QUOTED.findall(line))
+    return revisions - parents
+
+
+def _at_head(engine: Engine) -> bool:
+    heads = migration_heads()
+    try:
+        with engine.connect() as connection:
+            current = set(connection.scalars(text("SELECT version_num FROM alembic_version")))
+    except DBAPIError:
+        return False  # no schema yet (or unreadable: the upgrade will say why)
+    return bool(heads) and current == heads
 
 
 @contextmanager
