@@ -70,6 +70,15 @@ def database_session(url: str | None = None) -> Iterator[Session]:
         fail(str(exc))
 
 
+def database_missing() -> bool:
+    """Whether the configured database is a SQLite file that does not exist yet (exits on a
+    bad database URL)."""
+    try:
+        return missing_database(database_url()) is not None
+    except StorageError as exc:
+        fail(str(exc))
+
+
 def where_database(url: str | None = None) -> str:
     """The database in use as shown to users (file path, or URL without password)."""
     try:
@@ -108,10 +117,11 @@ def fitted_table(columns: Iterable[str], *, shrink: Iterable[str] = (), fold: It
     return table
 
 
-def plain(value: object) -> Text:
-    """Scraped or stored text as a table cell: shown as is (never read as Rich markup), on one
-    line, cut with an ellipsis when the column is narrower."""
-    return Text("" if value is None else str(value), no_wrap=True, overflow="ellipsis")
+def plain(value: object, *, one_line: bool = True) -> Text:
+    """Scraped or stored text as a table cell: shown as is (never read as Rich markup); on one
+    line, cut with an ellipsis when the column is narrower, unless ``one_line`` is false."""
+    text = "" if value is None else str(value)
+    return Text(text, no_wrap=True, overflow="ellipsis") if one_line else Text(text)
 
 
 def print_plain(*parts: object, style: str | None = None) -> None:

@@ -21,7 +21,15 @@ from crawler.distributed import DEFAULT_DEPLOYMENT, redis_url, seed_requests
 from crawler.sources import Registry, SourceConfigError, load_registry
 from monitor.alerts import Dispatcher, alerts_settings
 from monitor.cli.alerts import drain_and_report, rules_or_exit
-from monitor.cli.common import console, fail, fitted_table, open_database, plain, print_plain
+from monitor.cli.common import (
+    console,
+    fail,
+    fitted_table,
+    open_database,
+    plain,
+    print_plain,
+    where_database,
+)
 from monitor.crawling import CrawlOptions, CrawlOutcome, failed_sources, run_crawl, run_sources
 from monitor.mirror import DEFAULT_MIRROR_PATH, MirrorError, MirrorServer
 from storage.db import StorageError
@@ -121,6 +129,7 @@ def demo(
         mirror.stop()
     console.print("Read what was found: [bold]dtmon articles list[/] "
                   "(add --json for scripts), [bold]dtmon articles show ID[/].")
+    print_plain(f"Database: {where_database()}", style="dim")
 
 
 def _seed(redis: str, deployment: str, names: Sequence[str], files: Sequence[Path]) -> None:

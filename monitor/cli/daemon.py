@@ -14,6 +14,7 @@ from rich.table import Table
 from crawler.sources import SourceConfigError, load_registry
 from monitor.cli.common import (
     console,
+    database_missing,
     database_session,
     echo_json_line,
     fail,
@@ -26,7 +27,7 @@ from monitor.cli.common import (
 from monitor.clock import TABLE_TIME_NOTE, local_text
 from monitor.health import SourceHealth, assess, health_report
 from monitor.records import run_record
-from storage.db import StorageError, database_url, missing_database
+from storage.db import StorageError
 from storage.models import CrawlRun
 from storage.repository import get_run, list_runs
 
@@ -112,11 +113,8 @@ def status(
     except SourceConfigError as exc:
         fail(str(exc))
     names = [source.name for source in registry.sources]
-    try:
-        missing = missing_database(database_url())
-    except StorageError as exc:
-        fail(str(exc))
-    if missing is not None:
+    missing = database_missing()
+    if missing:
         report = [assess(name, []) for name in names]
     else:
         _, sessions = open_database(create=False)
@@ -129,7 +127,7 @@ def status(
             echo_json_line(health.record())
         return
     print_plain(f"database: {where_database()}"
-                + (" (not created yet: nothing crawled)" if missing is not None else ""))
+                + (" (not created yet: nothing crawled)" if missing else ""))
     console.print(_health_table(report))
     problems = [h for h in report if h.problems]
     for health in problems:
