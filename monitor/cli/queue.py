@@ -11,7 +11,7 @@ import typer
 from sqlalchemy.orm import Session
 
 from monitor import queue
-from monitor.cli.common import console, echo_json_line, fail, open_database
+from monitor.cli.common import echo_json_line, fail, open_database, print_plain
 from storage.db import StorageError, session_scope
 
 app = typer.Typer(
@@ -102,5 +102,5 @@ def status(
         if as_json:
             echo_json_line(asdict(entry))
         else:
-            console.print(f"{entry.consumer}: {entry.done} done, {entry.leased} leased, "
-                          f"{entry.available} available", highlight=False)
+            print_plain(f"{entry.consumer}: {entry.done} done, {entry.leased} leased, "
+                        f"{entry.available} available")
