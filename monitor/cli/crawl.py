@@ -77,10 +77,14 @@ def crawl(
 ) -> None:
     """Crawl the registry's sources now and store every new article once.
 
-    Shows live per-source progress, then a summary: pages fetched, articles new and already
-    seen, errors. The spider's full log is kept beside the database (data/logs/ by default,
-    or $DTMON_LOG_DIR). Then the alerts of the new
-    stories are delivered (see `dtmon alerts`).
+    Shows live per-source progress, then a summary that says first whether the crawl worked:
+    pages fetched, articles new and already seen, errors. The spider's full log is kept beside
+    the database (logs/ next to the SQLite file, or $DTMON_LOG_DIR). Then the alerts of the
+    new stories are delivered (see `dtmon alerts`).
+
+    Exit status: 0 the crawl worked (new articles or nothing new), 3 some sources failed
+    (partial), 4 every source failed or the crawler crashed (failed), 1 nothing was crawled
+    (configuration or database error).
     """
     registry = _load_registry(sources or [])
     names = list(source or [])
