@@ -208,8 +208,9 @@ def _verdict(outcome: CrawlOutcome, rows: Sequence[CrawlRunSource]) -> str:
             ", no page could be fetched"
         return (f"Crawl failed (exit {code}): every source failed{nothing} ({len(rows)} of "
                 f"{len(rows)}: {names}); {stored}.")
-    return (f"Crawl failed (exit {code}): the crawler stopped with status "
-            f"{outcome.returncode}; see {outcome.log_path}.")
+    how = f"the crawler stopped with status {outcome.returncode}" if outcome.returncode \
+        else "the crawl stopped on an error"
+    return f"Crawl failed (exit {code}): {how}; {stored}; see {outcome.log_path}."
 
 
 def _load_registry(extra: Sequence[Path]) -> Registry:
