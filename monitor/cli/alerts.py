@@ -71,8 +71,9 @@ def list_rules(alerts: AlertsOption = None, as_json: JsonOption = False) -> None
         table.add_column(column, overflow="fold")
     for rule in rules.rules.values():
         mode = f"digest every {rule.every_hours:g} h" if rule.mode == "digest" else "immediate"
-        table.add_row(rule.name, mode, _filters(rule),
-                      "\n".join(rules.masked_url(url) for url in rule.urls))
+        table.add_row(plain(rule.name, one_line=False), mode, plain(_filters(rule), one_line=False),
+                      plain("\n".join(rules.masked_url(url) for url in rule.urls),
+                            one_line=False))
     console.print(table, highlight=False)
 
 
