@@ -10,11 +10,13 @@ import re
 import socket
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from monitor.cli.crawl import EXIT_CODES
+from monitor.health import RunOutcome
 from monitor.mirror import MirrorServer
 from tests.fixtures.shared_data import REPO_ROOT
 
@@ -86,10 +88,6 @@ def test_all_sources_404_fail_and_some_failed_sources_are_partial(
 
 @pytest.mark.parametrize("status", ["ok", "partial", "failed"])
 def test_the_daemon_counts_a_partial_run_for_its_healthy_sources(status: str) -> None:
-    from datetime import datetime
-
-    from monitor.health import RunOutcome
-
     healthy = RunOutcome(1, datetime(2026, 1, 1), status, errors=0, stats={})
     broken = RunOutcome(1, datetime(2026, 1, 1), status, errors=2, stats={})
     assert healthy.succeeded == (status != "failed")
