@@ -18,10 +18,17 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/dtmon demo
 
-# The web page tests drive the system Chromium (Debian package) through Playwright.
+# The web page tests drive the system Chromium (Debian package) through Playwright. Installing
+# it says one line; apt's output goes to .venv/chromium-install.log.
+CHROMIUM_LOG := $(VENV)/chromium-install.log
+
 chromium:
-	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium) \
-		|| echo "warning: cannot install chromium; the web page tests will be skipped"
+	@command -v chromium >/dev/null || { \
+		echo "Installing Debian's chromium for the web page tests (log: $(CHROMIUM_LOG))..."; \
+		mkdir -p $(VENV); \
+		{ apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; } \
+			>$(CHROMIUM_LOG) 2>&1 \
+		|| echo "warning: cannot install chromium (see $(CHROMIUM_LOG)); the web page tests will be skipped"; }
 
 test: $(STAMP) chromium
 	$(VENV)/bin/python -m pytest

@@ -139,3 +139,10 @@ def sentence_key(text: str) -> str:
         chunks += line.split()
         chunks.append(_LINE_END)
     return _SENTENCE_KEYS.key_of(chunks)
+
+
+def name_key(text: str) -> str:
+    """A key for names typed loosely: diacritics, case, spaces and punctuation dropped
+    (``"Hưng Yên"``, ``"hung yen"`` and ``"HungYen"`` all give ``"hungyen"``)."""
+    decomposed = unicodedata.normalize("NFD", text.casefold().replace("đ", "d"))
+    return "".join(char for char in decomposed if char.isalnum() and char.isascii())

@@ -16,6 +16,8 @@ thread. On SQLite the writing requests take turns on a connection of their own (
 one), so they never wait in SQLite's busy handler for one another, nor for a reader's slot
 while holding the turn. Request bodies over ``MAX_BODY_BYTES`` are refused with 413 before
 being read.
+The pages (``/``, ``/nguon``, ``/docs``) are in monitor/web/pages.py. Instants in JSON carry
+their offset (Vietnam time, monitor.clock).
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import date
-from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import anyio
@@ -33,8 +34,6 @@ from fastapi import Path as PathParam
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from fastapi.templating import Jinja2Templates
-from jinja2 import pass_context
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 from sqlalchemy.exc import DataError
@@ -43,6 +42,7 @@ from starlette.datastructures import URL
 
 from monitor import queue
 from monitor.auth import Access, Consumer, acting_as, authenticated_consumer
+from monitor.clock import iso
 from monitor.feed import atom_feed
 from monitor.health import assess, source_history
 from monitor.records import article_record, story_record
@@ -60,7 +60,6 @@ from storage.models import Article, Source
 from storage.repository import decompress_html
 
 T = TypeVar("T")
-TEMPLATES = Jinja2Templates(directory=Path(__file__).resolve().parent / "web" / "templates")
 FEED_SIZE = 50
 PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
@@ -110,6 +109,7 @@ def create_app(
         lifespan=lifespan,
         max_body_size=MAX_BODY_BYTES,
         dependencies=[Depends(authenticated_consumer)] if reads_need_token else None,
+        docs_url=None,  # served by monitor.web.pages from the swagger-ui-bundle package
     )
     app.state.sessions = session_factory(engine)
     app.state.access = settings.access
@@ -121,6 +121,10 @@ def create_app(
     app.add_exception_handler(StorageError, _unavailable)
     for route in _ROUTES:
         app.add_api_route(**route)
+    from monitor.web import pages
+
+    app.include_router(pages.router)
+    pages.mount_swagger_ui(app)
     return app
 
 
@@ -231,7 +235,7 @@ def list_stories(
         "total": total,
         "limit": limit,
         "offset": offset,
-        "next": _link(request, request.url.include_query_params(offset=following))
+        "next": link(request, request.url.include_query_params(offset=following))
         if following < total else None,
         "items": [_story_json(request, view, with_text=False) for view in views],
     }
@@ -251,7 +255,7 @@ def get_article(request: Request, session: DB, article_id: RowId) -> dict[str, A
     if article is None:
         raise HTTPException(404, f"no article {article_id}")
     record = article_record(article)
-    record["raw_html"] = _link(request, request.app.url_path_for("article_raw",
+    record["raw_html"] = link(request, request.app.url_path_for("article_raw",
                                                                  article_id=article_id))
     return record
 
@@ -277,8 +281,8 @@ def feed(
     """Atom feed of the latest relevant stories, of one province if asked."""
     filters = StoryFilter(province=province or None, relevant=True)
     views, _ = find_stories(session, filters, limit=FEED_SIZE)
-    body = atom_feed(views, province=province, self_url=_link(request, request.url),
-                     site_url=_link(request, request.app.url_path_for("home")))
+    body = atom_feed(views, province=province, self_url=link(request, request.url),
+                     site_url=link(request, request.app.url_path_for("home")))
     return Response(body, media_type="application/atom+xml; charset=utf-8")
 
 
@@ -339,61 +343,7 @@ def queue_status(
             "available": status.available}
 
 
-# --- the web page ---------------------------------------------------------------------------
-
-
-def home(
-    request: Request,
-    session: DB,
-    province: Annotated[str | None, Query(max_length=100)] = None,
-    since: Annotated[str | None, Query(max_length=10)] = None,
-    until: Annotated[str | None, Query(max_length=10)] = None,
-    q: Annotated[str | None, Query(max_length=200)] = None,
-    page: Annotated[int, Query(ge=1, le=10_000)] = 1,
-) -> HTMLResponse:
-    """The latest relevant stories, filtered by province, days and words; source health."""
-    form = {"province": province or "", "since": since or "", "until": until or "", "q": q or ""}
-    error, views, total = None, [], 0
-    try:
-        filters = StoryFilter(since=_form_day(since, "since"), until=_form_day(until, "until"),
-                              province=province or None, relevant=True, query=q or None)
-        views, total = find_stories(session, filters, limit=PAGE_SIZE,
-                                    offset=(page - 1) * PAGE_SIZE)
-    except (SearchError, ValueError) as exc:
-        error = str(exc)
-    context = {
-        "form": form,
-        "error": error,
-        "stories": [story_record(v.id, v.representative, v.copies, with_text=False)
-                    for v in views],
-        "total": total,
-        "page": page,
-        "pages": max(1, -(-total // PAGE_SIZE)),
-        "provinces": provinces(session),
-        "sources": source_overview(session),
-    }
-    return TEMPLATES.TemplateResponse(request, "index.html", context,
-                                      status_code=400 if error else 200)
-
-
-def _form_day(value: str | None, name: str) -> date | None:
-    if not value:
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise ValueError(f"{name}: a day is written YYYY-MM-DD, not {value!r}") from None
-
-
 # --- shared reads ---------------------------------------------------------------------------
-
-
-def provinces(session: Session) -> list[str]:
-    """Every province with stored articles, sorted."""
-    return list(session.scalars(
-        select(Article.province).where(Article.province.is_not(None)).distinct()
-        .order_by(Article.province)
-    ))
 
 
 def source_overview(session: Session) -> list[dict[str, Any]]:
@@ -411,7 +361,7 @@ def source_overview(session: Session) -> list[dict[str, Any]]:
             "name": source.name,
             "province": source.province,
             "articles": counts.get(source.id, 0),
-            "last_article_fetched_at": last.isoformat() if last else None,
+            "last_article_fetched_at": iso(last),
             "health": assess(source.name, source_history(session, source.name)).record(),
         })
     return overview
@@ -425,26 +375,16 @@ def _story_json(request: Request, view: StoryView, *, with_text: bool) -> dict[s
 def _link_record(request: Request, record: dict[str, Any]) -> dict[str, Any]:
     """Turn the ``raw_html`` paths of a story record into links to this server."""
     for entry in [record["representative"], *record["copies"]]:
-        entry["raw_html"] = _link(request, entry["raw_html"])
+        entry["raw_html"] = link(request, entry["raw_html"])
     return record
 
 
-def _link(request: Request, target: Any) -> str:
+def link(request: Request, target: Any) -> str:
     """A link to ``target`` (a path, or a URL of this server whose host is ignored): the
     configured public URL followed by its path and query, or the bare path and query."""
     url = URL(str(target))
     path = url.path + (f"?{url.query}" if url.query else "")
     return request.app.state.public_url + path
-
-
-@pass_context
-def _template_url_for(context: dict[str, Any], name: str, /, **params: Any) -> str:
-    """``url_for`` in the page's templates: a link as :func:`_link` makes it, not from Host."""
-    request: Request = context["request"]
-    return _link(request, request.app.url_path_for(name, **params))
-
-
-TEMPLATES.env.globals["url_for"] = _template_url_for
 
 
 _WRITE_REFUSALS: dict[int | str, dict[str, Any]] = {
@@ -453,8 +393,6 @@ _WRITE_REFUSALS: dict[int | str, dict[str, Any]] = {
     413: {"description": f"The body is over {MAX_BODY_BYTES} bytes."},
 }
 _ROUTES: list[dict[str, Any]] = [
-    {"path": "/", "endpoint": home, "methods": ["GET"], "name": "home",
-     "response_class": HTMLResponse, "include_in_schema": False},
     {"path": "/stories", "endpoint": list_stories, "methods": ["GET"], "tags": ["stories"]},
     {"path": "/stories/{story_id}", "endpoint": get_story, "methods": ["GET"],
      "tags": ["stories"]},

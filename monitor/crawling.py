@@ -35,6 +35,9 @@ logger = logging.getLogger("dtmon.crawling")
 
 LOG_DIR_ENV = "DTMON_LOG_DIR"
 _POLL_SECONDS = 0.5
+# A source failed in a run when at least this share of its requests failed (every request
+# refused, a 404 start page, a dead host…); a few lost pages leave it ok.
+SOURCE_FAILURE_SHARE = 0.5
 # How long a crawl asked to stop (SIGTERM: Scrapy closes cleanly) may take before it is killed.
 STOP_BOUND_SECONDS = 15.0
 
@@ -99,8 +102,9 @@ def run_crawl(
 ) -> CrawlOutcome:
     """Crawl in a child process, reporting the run's per-source counters as they change.
 
-    The run is recorded ``ok`` when the spider exits cleanly, ``failed`` otherwise
-    (a crash, a kill, a bad option), so that every run leaves a record; it lists the selected
+    The run is recorded ``failed`` when the spider does not exit cleanly (a crash, a kill, a bad
+    option) or every source failed, ``partial`` when some did (:func:`crawl_status`), else
+    ``ok``, so that every run leaves a record; it lists the selected
     sources from the start. ``interrupt`` is asked while the crawl runs: when it returns a
     status (e.g. ``failed`` past a time limit), the child is stopped (SIGTERM, then SIGKILL
     after :data:`STOP_BOUND_SECONDS`) and the run recorded with that status.
@@ -137,8 +141,7 @@ def run_crawl(
             raise
         if interrupted is not None:
             stop_child(child)
-    status = interrupted or ("ok" if child.returncode == 0 and not _failed(sessions, run_id)
-                             else "failed")
+    status = interrupted or _final_status(sessions, run_id, child.returncode)
     _finish(sessions, run_id, status)
     if on_progress:
         on_progress(run_sources(sessions, run_id))
@@ -209,6 +212,28 @@ def run_sources(sessions: sessionmaker[Session], run_id: int) -> list[CrawlRunSo
     with sessions() as session:
         run = session.get(CrawlRun, run_id)
         return list(run.sources) if run else []
+
+
+def failed_sources(rows: Sequence[CrawlRunSource]) -> list[CrawlRunSource]:
+    """The sources of a run that failed: errors on at least :data:`SOURCE_FAILURE_SHARE` of
+    their requests (answered pages, 304s and errors)."""
+    return [row for row in rows if row.errors and row.errors >= SOURCE_FAILURE_SHARE * (
+        row.pages_fetched + row.not_modified + row.errors)]
+
+
+def crawl_status(rows: Sequence[CrawlRunSource]) -> str:
+    """A finished crawl's status from its sources: ``ok`` when none failed, ``failed`` when
+    every one did, ``partial`` in between."""
+    failed = failed_sources(rows)
+    if not failed:
+        return "ok"
+    return "failed" if len(failed) == len(rows) else "partial"
+
+
+def _final_status(sessions: sessionmaker[Session], run_id: int, returncode: int) -> str:
+    if returncode != 0 or _failed(sessions, run_id):
+        return "failed"
+    return crawl_status(run_sources(sessions, run_id))
 
 
 def _failed(sessions: sessionmaker[Session], run_id: int) -> bool:

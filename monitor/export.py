@@ -87,9 +87,11 @@ def write_jsonl(records: Iterable[dict[str, Any]], output: BinaryIO) -> int:
     return count
 
 
-def write_csv(records: Iterable[dict[str, Any]], output: BinaryIO) -> int:
-    """Write CSV with a header row (UTF-8 with BOM, so spreadsheets read Vietnamese right)."""
-    text = io.TextIOWrapper(output, encoding="utf-8-sig", newline="", write_through=False)
+def write_csv(records: Iterable[dict[str, Any]], output: BinaryIO, *, bom: bool = False) -> int:
+    """Write CSV with a header row, in UTF-8; with ``bom``, starting with a byte order mark
+    (Excel needs it to read Vietnamese right; most other programs do not want it)."""
+    text = io.TextIOWrapper(output, encoding="utf-8-sig" if bom else "utf-8", newline="",
+                            write_through=False)
     writer = csv.DictWriter(text, fieldnames=list(COLUMNS))
     writer.writeheader()
     count = 0
@@ -128,9 +130,13 @@ def export(
     since: date | None = None,
     province: str | None = None,
     relevant: bool | None = None,
+    bom: bool = False,
 ) -> int:
-    """Write the matching articles to ``output`` in ``export_format``; returns the row count."""
+    """Write the matching articles to ``output`` in ``export_format`` (CSV with a byte order
+    mark if ``bom``); returns the row count."""
     records = export_records(session, since=since, province=province, relevant=relevant)
+    if export_format is ExportFormat.csv:
+        return write_csv(records, output, bom=bom)
     return WRITERS[export_format](records, output)
 
 

@@ -27,6 +27,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.alerts import AlertRules, raise_operator_alert
+from monitor.clock import iso
 from storage import repository
 from storage.db import session_scope
 from storage.models import CrawlRun, CrawlRunSource
@@ -52,11 +53,11 @@ class RunOutcome:
 
     @property
     def succeeded(self) -> bool:
-        return self.status == "ok" and self.errors == 0
+        return self.status in ("ok", "partial") and self.errors == 0
 
     @property
     def failed(self) -> bool:
-        return self.status == "failed" or (self.status == "ok" and self.errors > 0)
+        return self.status == "failed" or (self.status in ("ok", "partial") and self.errors > 0)
 
     def count(self, name: str) -> int:
         return int(self.stats.get(name, 0))
@@ -97,7 +98,7 @@ class SourceHealth:
         """A JSON-ready dict (times in ISO 8601)."""
         data = asdict(self)
         for key in ("last_run_at", "last_success_at"):
-            data[key] = data[key].isoformat() if data[key] else None
+            data[key] = iso(data[key])
         data["state"] = self.state
         return data
 

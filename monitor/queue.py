@@ -28,6 +28,7 @@ from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select, u
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from monitor.clock import iso
 from monitor.records import story_record
 from monitor.search import load_stories
 from storage.models import Article, Story, StoryDelivery
@@ -47,7 +48,7 @@ class QueueError(ValueError):
 
 @dataclass(frozen=True)
 class ClaimedStory:
-    """A story leased to a consumer until ``lease_expires_at`` (naive UTC)."""
+    """A story leased to a consumer until ``lease_expires_at`` (naive UTC; JSON: with offset)."""
 
     story_id: int
     lease_expires_at: datetime
@@ -58,7 +59,7 @@ class ClaimedStory:
         """The JSON shape handed to consumers: the story plus its lease."""
         return {
             **self.story,
-            "lease_expires_at": self.lease_expires_at.isoformat(),
+            "lease_expires_at": iso(self.lease_expires_at),
             "attempts": self.attempts,
         }
 
@@ -110,6 +111,13 @@ def ack(session: Session, consumer: str, story_ids: Sequence[int]) -> list[int]:
     """Mark ``story_ids`` done for ``consumer``; returns those newly acked (claimed, not acked)."""
     _check_consumer(consumer)
     return _finish(session, consumer, story_ids, {StoryDelivery.acked_at: utcnow()})
+
+
+def never_claimed(session: Session, consumer: str, story_ids: Sequence[int]) -> list[int]:
+    """Those of ``story_ids`` that ``consumer`` never claimed (so cannot ack or release)."""
+    claimed = set(session.scalars(select(StoryDelivery.story_id).where(
+        StoryDelivery.consumer == consumer, StoryDelivery.story_id.in_(list(story_ids)))))
+    return [story_id for story_id in story_ids if story_id not in claimed]
 
 
 def release(session: Session, consumer: str, story_ids: Sequence[int]) -> list[int]:

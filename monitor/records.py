@@ -1,9 +1,13 @@
-"""Plain-dict views of stored rows, the one shape used by `--json` output, exports and the API."""
+"""Plain-dict views of stored rows, the one shape used by `--json` output, exports and the API.
+
+Instants are ISO 8601 with their offset (Vietnam time); a page's date keeps its own form (a
+bare day stays a day, see monitor.clock)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from monitor.clock import iso, published_iso
 from storage.models import Article, CrawlRun, CrawlRunSource, OwedArticle
 
 
@@ -14,7 +18,7 @@ def article_record(article: Article, *, with_text: bool = True) -> dict[str, Any
         "url": article.url,
         "urls": [entry.url for entry in article.urls],
         "title": article.title,
-        "published": article.published,
+        "published": published_iso(article.published),
         "author": article.author,
         "original_source": article.original_source,
         "province": article.province,
@@ -24,7 +28,7 @@ def article_record(article: Article, *, with_text: bool = True) -> dict[str, Any
         "topic_score": article.topic_score,
         "matched": dict(article.topic_matches or {}),
         "story_id": article.story_id,
-        "fetched_at": article.fetched_at.isoformat() if article.fetched_at else None,
+        "fetched_at": iso(article.fetched_at),
     }
     if with_text:
         record["text"] = article.text
@@ -53,8 +57,8 @@ def run_record(run: CrawlRun) -> dict[str, Any]:
         "status": run.status,
         "pid": run.pid,
         "host": run.host,
-        "started_at": run.started_at.isoformat(),
-        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+        "started_at": iso(run.started_at),
+        "finished_at": iso(run.finished_at),
         "sources": [run_source_record(stats) for stats in run.sources],
     }
 
@@ -87,7 +91,7 @@ def copy_record(article: Article) -> dict[str, Any]:
         "urls": [entry.url for entry in article.urls],
         "source": article.source.name,
         "province": article.province,
-        "published": article.published,
+        "published": published_iso(article.published),
         "title": article.title,
         "relevant": article.relevant,
         "raw_html": raw_html_path(article.id),
@@ -101,7 +105,7 @@ def story_record(
     return {
         "id": story_id,
         "title": representative.title,
-        "published": representative.published,
+        "published": published_iso(representative.published),
         "relevant": any(copy.relevant for copy in copies),
         "matched": dict(representative.topic_matches or {}),
         "representative": {

@@ -1,6 +1,7 @@
 """Database access: where the database is, engines tuned per backend, migrations, sessions.
 
-SQLite (the default, one file under ``data/``) and PostgreSQL (``postgresql+psycopg://``) are
+SQLite (the default, one file in the user's data folder: ``~/.local/share/dtmon/dtmon.db`` on
+Linux, by platformdirs) and PostgreSQL (``postgresql+psycopg://``) are
 both supported. All ``DateTime`` columns hold naive UTC.
 
 SQLite runs in WAL mode with a long busy timeout so that several processes (crawler, daemon,
@@ -17,26 +18,31 @@ Operational failures (unreachable server, read-only file, full disk, lock timeou
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 DATABASE_URL_ENV = "DTMON_DATABASE_URL"
-DEFAULT_SQLITE_PATH = Path("data") / "dtmon.db"
+SUPPORTED_URLS = "sqlite:///path/to/file.db or postgresql://user:password@host:port/database"
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 SQLITE_CACHE_KIB = 64 * 1024  # an engine's page cache, filled only as pages are read
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+_REVISION_LINE = re.compile(r"^revision\b[^=\n]*=\s*[\"']([^\"']+)[\"']", re.MULTILINE)
+_DOWN_REVISION_LINE = re.compile(r"^down_revision\b[^=\n]*=(.*)$", re.MULTILINE)
+_QUOTED = re.compile(r"[\"']([^\"']+)[\"']")
 # Any constant will do: it only has to be the same in every dtmon process.
 _PG_MIGRATION_LOCK = 0x64746D6F6E  # "dtmon"
 
@@ -60,20 +66,70 @@ class StorageError(RuntimeError):
     """A database failure the user can act on; ``str()`` says what happened."""
 
 
-def database_url() -> str:
-    """The configured database URL: ``$DTMON_DATABASE_URL``, else ``./data/dtmon.db``.
+def default_database_path() -> Path:
+    """The default SQLite file: ``dtmon.db`` in the user's data folder (platformdirs)."""
+    from platformdirs import user_data_path
 
-    The default's folder is created when missing.
+    return user_data_path("dtmon", appauthor=False) / "dtmon.db"
+
+
+def database_url() -> str:
+    """The configured database URL: ``$DTMON_DATABASE_URL``, else the default SQLite file.
+
+    Nothing is created here: writers call :func:`prepare_database`, readers
+    :func:`missing_database`.
     """
     configured = os.environ.get(DATABASE_URL_ENV, "").strip()
     if configured:
         return configured
-    path = Path.cwd() / DEFAULT_SQLITE_PATH
+    return f"sqlite:///{default_database_path()}"
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite URL (``None`` for another backend)."""
+    parsed = parse_url(url)
+    return Path(parsed.database) if parsed.get_backend_name() == "sqlite" else None
+
+
+def prepare_database(url: str) -> None:
+    """Before writing: create the folder of the default SQLite file when it is missing."""
+    path = sqlite_path(url)
+    if path is None or path != default_database_path():
+        return
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise StorageError(f"cannot create the database folder {path.parent}: {exc}") from exc
-    return f"sqlite:///{path}"
+
+
+def missing_database(url: str) -> Path | None:
+    """The SQLite file of ``url`` when it does not exist (read-only commands never create
+    one); ``None`` when it exists or the backend is a server."""
+    path = sqlite_path(url)
+    return path if path is not None and not path.exists() else None
+
+
+def describe_database(url: str) -> str:
+    """The database as shown to the user: a SQLite file's path, else the URL without its
+    password."""
+    path = sqlite_path(url)
+    return str(path) if path is not None else parse_url(url).render_as_string(hide_password=True)
+
+
+def parse_url(url: str) -> URL:
+    """``url`` checked and normalised: SQLite files and PostgreSQL only, else StorageError."""
+    try:
+        parsed = _normalise_url(make_url(url))
+    except ArgumentError as exc:
+        raise StorageError(f"invalid database URL: expected {SUPPORTED_URLS}") from exc
+    backend = parsed.get_backend_name()
+    if backend not in ("sqlite", "postgresql"):
+        raise StorageError(f"unsupported database URL ({backend}): dtmon stores into "
+                           f"{SUPPORTED_URLS}")
+    if backend == "sqlite" and parsed.database in (None, "", ":memory:"):
+        raise StorageError("an in-memory SQLite database (sqlite://) would vanish when the "
+                           "command ends: give a file, sqlite:///path/to/file.db")
+    return parsed
 
 
 def make_engine(url: str | None = None, pool_size: int | None = None) -> Engine:
@@ -84,20 +140,19 @@ def make_engine(url: str | None = None, pool_size: int | None = None) -> Engine:
     fixed pool share the page cache budget (each caches its own pages).
     """
     pool = {} if pool_size is None else {"pool_size": pool_size, "max_overflow": 0}
+    parsed = parse_url(url or database_url())
     try:
-        parsed = _normalise_url(make_url(url or database_url()))
-    except ArgumentError as exc:
-        raise StorageError(
-            "invalid database URL: expected sqlite:///path/to/file.db or "
-            "postgresql://user:password@host:port/database"
-        ) from exc
-    if parsed.get_backend_name() == "sqlite":
-        engine = create_engine(parsed, **pool)
-        cache_kib = SQLITE_CACHE_KIB // (pool_size or 1)
-        event.listen(engine, "connect", partial(_configure_sqlite_connection, cache_kib=cache_kib))
-        event.listen(engine, "savepoint", _begin_before_savepoint)
-        return engine
-    return create_engine(parsed, pool_pre_ping=True, **pool)
+        if parsed.get_backend_name() == "sqlite":
+            engine = create_engine(parsed, **pool)
+            cache_kib = SQLITE_CACHE_KIB // (pool_size or 1)
+            event.listen(engine, "connect",
+                         partial(_configure_sqlite_connection, cache_kib=cache_kib))
+            event.listen(engine, "savepoint", _begin_before_savepoint)
+            return engine
+        return create_engine(parsed, pool_pre_ping=True, **pool)
+    except NoSuchModuleError as exc:
+        raise StorageError(f"unsupported database driver {parsed.drivername!r}: use "
+                           f"{SUPPORTED_URLS}") from exc
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
@@ -163,6 +218,8 @@ def _exception_chain(exc: BaseException) -> Iterator[BaseException]:
 
 def alembic_config(connection: Connection) -> Config:
     """An Alembic configuration running dtmon's migrations over ``connection``."""
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.attributes["connection"] = connection
@@ -173,10 +230,39 @@ def init_db(engine: Engine) -> None:
     """Bring the schema to the latest migration (Alembic ``upgrade head``).
 
     Idempotent, and safe when several processes start at once: the upgrade runs under a
-    database-wide lock, so the later ones find the schema current and do nothing.
+    database-wide lock, so the later ones find the schema current and do nothing. A database
+    already at the head is recognised with one query, without loading Alembic (every command
+    starts here: see bench/cli.py).
     """
+    if _at_head(engine):
+        return
+    from alembic import command
+
     with storage_errors(engine.url), migration_connection(engine) as connection:
         command.upgrade(alembic_config(connection), "head")
+
+
+def migration_heads() -> set[str]:
+    """The head revisions of the migrations folder, read from the version files' ``revision``
+    and ``down_revision`` lines (Alembic's own reading imports every file)."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (MIGRATIONS_DIR / "versions").glob("*.py"):
+        text = path.read_text("utf-8")
+        revisions.update(_REVISION_LINE.findall(text))
+        for line in _DOWN_REVISION_LINE.findall(text):
+            parents.update(_QUOTED.findall(line))
+    return revisions - parents
+
+
+def _at_head(engine: Engine) -> bool:
+    heads = migration_heads()
+    try:
+        with engine.connect() as connection:
+            current = set(connection.scalars(text("SELECT version_num FROM alembic_version")))
+    except DBAPIError:
+        return False  # no schema yet (or unreadable: the upgrade will say why)
+    return bool(heads) and current == heads
 
 
 @contextmanager

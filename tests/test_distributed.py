@@ -27,6 +27,7 @@ from crawler.distributed import (
     seed_requests,
     worker_settings,
 )
+from monitor.cli.crawl import EXIT_CODES
 from monitor.mirror import MirrorServer, RequestRecord
 from storage.db import make_engine, session_factory
 from storage.models import Article
@@ -131,7 +132,7 @@ def test_a_worker_killed_mid_crawl_loses_no_request(
         outputs = [worker.communicate(timeout=WORKER_TIMEOUT)[0] for worker in workers]
 
     assert held_when_killed > 0
-    assert sorted(worker.returncode for worker in workers) == [0, 1], outputs
+    assert sorted(worker.returncode for worker in workers) == [0, EXIT_CODES["failed"]], outputs
     assert_each_gold_article_stored_once(postgres_url, gold)
     assert not deployment_busy(server, keys)
     assert not server.exists(keys.processing(victim)), "the dead worker's requests were requeued"

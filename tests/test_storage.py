@@ -25,6 +25,7 @@ from storage.db import (
     init_db,
     make_engine,
     migration_connection,
+    prepare_database,
     session_factory,
     session_scope,
 )
@@ -84,13 +85,17 @@ def head_revision(engine: Engine) -> str:
 # --- configuration --------------------------------------------------------------------------
 
 
-def test_database_url_defaults_to_a_file_under_data(
+def test_database_url_defaults_to_a_file_in_the_user_data_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.chdir(tmp_path)  # the current folder plays no part
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "share"))
     monkeypatch.delenv(DATABASE_URL_ENV, raising=False)
-    assert database_url() == f"sqlite:///{tmp_path / 'data' / 'dtmon.db'}"
-    assert (tmp_path / "data").is_dir()
+    default = tmp_path / "share" / "dtmon" / "dtmon.db"
+    assert database_url() == f"sqlite:///{default}"
+    assert not (tmp_path / "share").exists()  # nothing created by asking
+    prepare_database(database_url())  # a writer's first step
+    assert default.parent.is_dir() and not default.exists()
 
     monkeypatch.setenv(DATABASE_URL_ENV, "postgresql://dtmon@db.example/dtmon")
     assert database_url() == "postgresql://dtmon@db.example/dtmon"
@@ -98,6 +103,12 @@ def test_database_url_defaults_to_a_file_under_data(
 
     monkeypatch.setenv(DATABASE_URL_ENV, "data/dtmon.db")
     with pytest.raises(StorageError, match="invalid database URL"):
+        make_engine()
+    monkeypatch.setenv(DATABASE_URL_ENV, "sqlite://")
+    with pytest.raises(StorageError, match="in-memory SQLite database"):
+        make_engine()
+    monkeypatch.setenv(DATABASE_URL_ENV, "mysql+pymysql://root@localhost/dtmon")
+    with pytest.raises(StorageError, match=r"unsupported database URL \(mysql\)"):
         make_engine()
 
 

@@ -23,7 +23,17 @@ from monitor.alerts import (
     send,
 )
 from monitor.alerts.messages import story_message
-from monitor.cli.common import console, database_session, echo_json_line, fail, open_database
+from monitor.cli.common import (
+    console,
+    database_missing,
+    database_session,
+    echo_json_line,
+    fail,
+    fitted_table,
+    open_database,
+    plain,
+)
+from monitor.clock import TABLE_TIME_NOTE, local_text
 from storage.db import StorageError
 from storage.models import Article
 
@@ -61,8 +71,9 @@ def list_rules(alerts: AlertsOption = None, as_json: JsonOption = False) -> None
         table.add_column(column, overflow="fold")
     for rule in rules.rules.values():
         mode = f"digest every {rule.every_hours:g} h" if rule.mode == "digest" else "immediate"
-        table.add_row(rule.name, mode, _filters(rule),
-                      "\n".join(rules.masked_url(url) for url in rule.urls))
+        table.add_row(plain(rule.name, one_line=False), mode, plain(_filters(rule), one_line=False),
+                      plain("\n".join(rules.masked_url(url) for url in rule.urls),
+                            one_line=False))
     console.print(table, highlight=False)
 
 
@@ -110,13 +121,15 @@ def pending(as_json: JsonOption = False) -> None:
     if not records:
         console.print("No pending alerts.")
         return
-    table = Table(title=f"{len(records)} pending alert(s)", title_justify="left")
-    for column in ("id", "rule", "story", "due (UTC)", "attempts", "next attempt", "last error"):
-        table.add_column(column, overflow="fold")
+    table = fitted_table(("id", "rule", "story", "due", "attempts", "next attempt",
+                          "last error"), fold=("last error",), right=("id", "attempts"),
+                         title=f"{len(records)} pending alert(s), {TABLE_TIME_NOTE}",
+                         title_justify="left")
     for r in records:
-        table.add_row(str(r["id"]), r["rule"], str(r["story_id"] or r["kind"]),
-                      f"{r['due_at']:%Y-%m-%d %H:%M:%S}", str(r["attempts"]),
-                      f"{r['next_attempt_at']:%Y-%m-%d %H:%M:%S}", r["last_error"] or "")
+        table.add_row(str(r["id"]), plain(r["rule"]), str(r["story_id"] or r["kind"]),
+                      local_text(r["due_at"], seconds=True), str(r["attempts"]),
+                      local_text(r["next_attempt_at"], seconds=True),
+                      plain(r["last_error"], one_line=False))
     console.print(table, highlight=False)
 
 
@@ -154,13 +167,15 @@ def drain_and_report(dispatcher: Dispatcher, timeout: float) -> int:
 
 
 def _sample_message() -> Message:
-    with database_session() as session:
-        article = session.scalar(
-            select(Article).where(Article.relevant.is_(True)).order_by(Article.id.desc()).limit(1)
-        )
-        if article is not None:
-            sample = story_message(article)
-            return Message(f"[dtmon test] {sample.title.removeprefix('[dtmon] ')}", sample.body)
+    """A sample alert: the latest relevant article, or a fixed text while none is stored."""
+    if not database_missing():
+        with database_session() as session:
+            article = session.scalar(select(Article).where(Article.relevant.is_(True))
+                                     .order_by(Article.id.desc()).limit(1))
+            if article is not None:
+                sample = story_message(article)
+                return Message(f"[dtmon test] {sample.title.removeprefix('[dtmon] ')}",
+                               sample.body)
     return Message("[dtmon test] Thử nghiệm cảnh báo chuyển đổi số",
                    "This is a test alert from dtmon: no article is stored yet.")
 

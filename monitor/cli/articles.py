@@ -6,10 +6,20 @@ from datetime import date
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from crawler.urls import url_key
-from monitor.cli.common import console, database_session, echo_json_line, fail
+from monitor.cli.common import (
+    console,
+    database_session,
+    echo_json_line,
+    fail,
+    fitted_table,
+    plain,
+    print_plain,
+    province_filter,
+    source_filter,
+    where_database,
+)
+from monitor.clock import published_text
 from monitor.records import article_record
 from storage.repository import decompress_html, get_article, iter_articles
 
@@ -20,39 +30,41 @@ JsonOption = Annotated[bool, typer.Option("--json", help="One JSON object per li
 
 @app.command("list")
 def list_articles(
-    source: Annotated[str | None, typer.Option(help="Only this source (registry name).")]
-    = None,
-    province: Annotated[str | None, typer.Option(help="Only this province, e.g. 'Huế'.")]
+    source: Annotated[str | None, typer.Option(
+        help="Only this source (registry name; case and diacritics do not matter).")] = None,
+    province: Annotated[str | None, typer.Option(
+        help="Only this province, e.g. 'Huế' or 'hue' (case and diacritics do not matter).")]
     = None,
     since: Annotated[str | None, typer.Option(
         help="Only articles dated on or after this day (YYYY-MM-DD).")] = None,
     relevant: Annotated[bool | None, typer.Option(
         "--relevant/--not-relevant", help="Only on-topic (or only off-topic) articles.")]
     = None,
-    limit: Annotated[int | None, typer.Option(help="At most this many, newest first.")] = None,
+    limit: Annotated[int | None, typer.Option(
+        min=1, help="At most this many, newest first.")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """List stored articles, newest first (with --json: every field and the full text)."""
     since_day = _parse_day(since) if since else None
     with database_session() as session:
-        articles = iter_articles(session, since=since_day, source=source, province=province,
+        articles = iter_articles(session, since=since_day, source=source_filter(session, source),
+                                 province=province_filter(session, province),
                                  relevant=relevant, limit=limit)
         if as_json:
             for article in articles:
                 echo_json_line(article_record(article))
             return
-        table = Table()
-        for column, width in (("id", 4), ("published", 10), ("source", 10), ("province", 11),
-                              ("relevant", 3)):
-            table.add_column(column, no_wrap=True, min_width=width)
-        table.add_column("title")
+        table = fitted_table(("id", "published", "source", "province", "relevant", "title"),
+                             shrink=("title",), right=("id",))
         count = 0
         for article in articles:
             count += 1
-            table.add_row(str(article.id), (article.published or "")[:10], article.source.name,
-                          article.province or "", _yes_no(article.relevant), article.title)
+            table.add_row(str(article.id), published_text(article.published)[:10],
+                          plain(article.source.name), plain(article.province),
+                          _yes_no(article.relevant), plain(article.title))
         console.print(table)
-        console.print(f"{count} article(s)", style="dim")
+        print_plain(f"{count} article(s) in {where_database()}; dates as published (Vietnam "
+                    f"time)", style="dim")
 
 
 @app.command("show")
@@ -64,10 +76,12 @@ def show_article(
         "--html", help="Print the raw HTML as fetched instead.")] = False,
 ) -> None:
     """Show one article: metadata, every URL that led to it, topic terms and the clean text."""
+    from crawler.urls import url_key
+
     with database_session() as session:
         found = get_article(session, article) or get_article(session, url_key(article))
         if found is None:
-            fail(f"no stored article with id or URL {article!r}")
+            fail(f"no stored article with id or URL {article!r} in {where_database()}")
         if html:
             typer.echo(decompress_html(found.raw_html).decode("utf-8", "replace"))
             return
@@ -77,13 +91,13 @@ def show_article(
             return
         for field in ("id", "url", "title", "published", "author", "original_source",
                       "province", "source", "tags", "relevant", "topic_score", "matched",
-                      "story_id"):
-            console.print(f"[bold]{field}:[/] {record[field]}", highlight=False)
-        console.print("[bold]urls:[/]")
+                      "story_id", "fetched_at"):
+            print_plain(f"{field}: {record[field]}")
+        print_plain("urls:")
         for url in record["urls"]:
-            console.print(f"  {url}", highlight=False)
+            print_plain(f"  {url}")
         console.rule()
-        console.print(record["text"], highlight=False)
+        print_plain(record["text"])
 
 
 def _parse_day(value: str) -> date:

@@ -1,4 +1,8 @@
-"""`dtmon crawl` (on demand) and `dtmon demo` (the offline mirror at t1, then t2)."""
+"""`dtmon crawl` (on demand) and `dtmon demo` (the offline mirror at t1, then t2).
+
+Exit status of a crawl (also `dtmon demo` and `dtmon worker`): see :data:`EXIT_CODES`;
+1 is a problem found before crawling (configuration, database), 2 a wrong option.
+"""
 
 from __future__ import annotations
 
@@ -23,9 +27,20 @@ from monitor.cli.common import (
     database_session,
     echo_json_line,
     fail,
+    fitted_table,
     open_database,
+    plain,
+    print_plain,
+    where_database,
 )
-from monitor.crawling import CrawlOptions, CrawlOutcome, run_crawl, run_sources, stop_signals
+from monitor.crawling import (
+    CrawlOptions,
+    CrawlOutcome,
+    failed_sources,
+    run_crawl,
+    run_sources,
+    stop_signals,
+)
 from monitor.mirror import DEFAULT_MIRROR_PATH, MirrorError, MirrorServer
 from monitor.records import owed_record
 from storage.db import StorageError
@@ -33,6 +48,14 @@ from storage.models import CrawlRunSource
 from storage.repository import list_owed
 
 _COLUMNS = ("pages fetched", "not modified", "articles new", "articles seen", "errors")
+# Exit status per run status: 0 whether or not anything was new; distinct codes when sources
+# failed, so that scripts and cron jobs can tell "nothing new" from "nothing reachable".
+EXIT_CODES = {"ok": 0, "partial": 3, "failed": 4, "interrupted": 130}
+
+
+def exit_code(status: str) -> int:
+    """The exit status of a crawl that ended with run status ``status``."""
+    return EXIT_CODES.get(status, EXIT_CODES["failed"])
 
 
 def crawl(
@@ -66,12 +89,16 @@ def crawl(
 ) -> None:
     """Crawl the registry's sources now and store every new article once.
 
-    Shows live per-source progress, then a summary: pages fetched, articles new and already
-    seen, errors. The spider's full log is kept beside the database (data/logs/ by default,
-    or $DTMON_LOG_DIR). Then the alerts of the new
-    stories are delivered (see `dtmon alerts`). Articles that could not be stored are owed and
-    fetched again by the next crawls (see `dtmon pending`). Ctrl-C or SIGTERM stops the crawl
-    cleanly: the run is recorded `interrupted`.
+    Shows live per-source progress, then a summary that says first whether the crawl worked:
+    pages fetched, articles new and already seen, errors. The spider's full log is kept beside
+    the database (logs/ next to the SQLite file, or $DTMON_LOG_DIR). Then the alerts of the
+    new stories are delivered (see `dtmon alerts`). Articles that could not be stored are owed
+    and fetched again by the next crawls (see `dtmon pending`). Ctrl-C or SIGTERM stops the
+    crawl cleanly: the run is recorded `interrupted`.
+
+    Exit status: 0 the crawl worked (new articles or nothing new), 3 some sources failed
+    (partial), 4 every source failed or the crawler crashed (failed), 130 interrupted by
+    Ctrl-C or SIGTERM, 1 nothing was crawled (configuration or database error).
     """
     registry = _load_registry(sources or [])
     names = list(source or [])
@@ -86,8 +113,7 @@ def crawl(
     if rules:
         _, sessions = open_database()
         drain_and_report(Dispatcher(sessions, rules), alerts_timeout)
-    if outcome.status != "ok":
-        raise typer.Exit(1)
+    raise typer.Exit(exit_code(outcome.status))
 
 
 def demo(
@@ -116,11 +142,12 @@ def demo(
             outcome = _crawl_with_progress(CrawlOptions(sources=names, via=mirror.url,
                                                         trigger="demo"))
             if outcome.status != "ok":
-                raise typer.Exit(1)
+                raise typer.Exit(exit_code(outcome.status))
     finally:
         mirror.stop()
     console.print("Read what was found: [bold]dtmon articles list[/] "
                   "(add --json for scripts), [bold]dtmon articles show ID[/].")
+    print_plain(f"Database: {where_database()}", style="dim")
 
 
 def _seed(redis: str, deployment: str, names: Sequence[str], files: Sequence[Path]) -> None:
@@ -151,16 +178,14 @@ def _crawl_with_progress(options: CrawlOptions) -> CrawlOutcome:
 
 def progress_table(rows: Sequence[CrawlRunSource], title: str = "crawling…") -> Table:
     """Per-source counters of a run, with a total line."""
-    table = Table(title=title, title_justify="left")
-    table.add_column("source")
-    for column in _COLUMNS:
-        table.add_column(column, justify="right")
+    table = fitted_table(("source", *_COLUMNS), right=_COLUMNS, title=title,
+                         title_justify="left")
     totals = [0] * len(_COLUMNS)
     for row in rows:
         values = (row.pages_fetched, row.not_modified, row.articles_new, row.articles_seen,
                   row.errors)
         totals = [a + b for a, b in zip(totals, values, strict=True)]
-        table.add_row(row.source_name, *(str(v) for v in values))
+        table.add_row(plain(row.source_name), *(str(v) for v in values))
     table.add_section()
     table.add_row("total", *(str(v) for v in totals), style="bold")
     return table
@@ -168,30 +193,50 @@ def progress_table(rows: Sequence[CrawlRunSource], title: str = "crawling…") -
 
 def _print_summary(sessions: sessionmaker[Session], outcome: CrawlOutcome,
                    seconds: float) -> None:
+    """The verdict first (what a script or a reader needs), then the counters and errors."""
     rows = run_sources(sessions, outcome.run_id)
+    print_plain(_verdict(outcome, rows), style=None if outcome.status == "ok" else "bold red")
     console.print(progress_table(rows, title=f"run {outcome.run_id}: {outcome.status} "
                                              f"in {seconds:.1f} s"))
-    new = sum(row.articles_new for row in rows)
-    seen = sum(row.articles_seen for row in rows)
-    owed = sum((row.stats or {}).get("owed", 0) + (row.stats or {}).get("deferred", 0)
-               for row in rows)
-    if outcome.status == "interrupted":
-        console.print(f"Interrupted: run {outcome.run_id} stopped; {new} new article(s) "
-                      f"stored before the stop, {owed} owed to the next crawl.")
-    elif outcome.status != "ok":
-        console.print(f"[red]The crawl failed (exit {outcome.returncode}); see "
-                      f"{outcome.log_path}[/]")
-    elif new == 0:
-        console.print(f"Nothing new: {seen} article(s) found were already stored.")
-    else:
-        console.print(f"{new} new article(s) stored, {seen} already stored.")
-    if owed and outcome.status == "ok":
-        console.print(f"{owed} article(s) not stored are owed to the next crawl "
-                      "(dtmon pending).")
+    owed = _owed(rows)
+    if owed and outcome.status in ("ok", "partial"):
+        print_plain(f"{owed} article(s) not stored are owed to the next crawl (dtmon pending).")
     for row in rows:
         for message in (row.error_messages or [])[:3]:
-            console.print(f"  [yellow]{row.source_name}[/]: {message}", highlight=False)
-    console.print(f"Log: {outcome.log_path}", style="dim")
+            print_plain(f"  {row.source_name}: {message}", style="yellow")
+    print_plain(f"Log: {outcome.log_path}", style="dim")
+
+
+def _verdict(outcome: CrawlOutcome, rows: Sequence[CrawlRunSource]) -> str:
+    new = sum(row.articles_new for row in rows)
+    seen = sum(row.articles_seen for row in rows)
+    stored = (f"{new} new article(s) stored, {seen} already stored" if new
+              else f"nothing new: {seen} article(s) found were already stored")
+    failed = failed_sources(rows)
+    names = ", ".join(row.source_name for row in failed[:5]) + (", …" if len(failed) > 5 else "")
+    code = exit_code(outcome.status)
+    if outcome.status == "ok":
+        return stored[0].upper() + stored[1:] + "."
+    if outcome.status == "interrupted":
+        return (f"Interrupted (exit {code}): run {outcome.run_id} stopped; {stored} before the "
+                f"stop, {_owed(rows)} owed to the next crawl.")
+    if outcome.status == "partial":
+        return (f"Crawl partly failed (exit {code}): {len(failed)} of {len(rows)} sources "
+                f"failed ({names}); {stored}.")
+    if failed and len(failed) == len(rows):
+        nothing = "" if sum(row.pages_fetched + row.not_modified for row in rows) else \
+            ", no page could be fetched"
+        return (f"Crawl failed (exit {code}): every source failed{nothing} ({len(rows)} of "
+                f"{len(rows)}: {names}); {stored}.")
+    how = f"the crawler stopped with status {outcome.returncode}" if outcome.returncode \
+        else "the crawl stopped on an error"
+    return f"Crawl failed (exit {code}): {how}; {stored}; see {outcome.log_path}."
+
+
+def _owed(rows: Sequence[CrawlRunSource]) -> int:
+    """Articles of a run left for the next crawl: owed after a failure, or deferred by the cap."""
+    return sum((row.stats or {}).get("owed", 0) + (row.stats or {}).get("deferred", 0)
+               for row in rows)
 
 
 def pending(

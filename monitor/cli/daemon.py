@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import signal
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -11,11 +12,20 @@ import typer
 from rich.table import Table
 
 from crawler.sources import SourceConfigError, load_registry
-from crawler.via import parse_via
-from monitor.alerts import AlertsConfigError
-from monitor.cli.common import console, database_session, echo_json_line, fail, open_database
-from monitor.daemon import CrawlDaemon, DaemonAlreadyRunning, DaemonOptions
-from monitor.health import SourceHealth, health_report
+from monitor.cli.common import (
+    console,
+    database_missing,
+    database_session,
+    echo_json_line,
+    fail,
+    fitted_table,
+    open_database,
+    plain,
+    print_plain,
+    where_database,
+)
+from monitor.clock import TABLE_TIME_NOTE, local_text
+from monitor.health import SourceHealth, assess, health_report
 from monitor.records import run_record
 from storage.db import StorageError
 from storage.models import CrawlRun
@@ -58,6 +68,10 @@ def daemon(
     sources, layout drift) raise operator alerts. Runs: `dtmon runs list`; health: `dtmon
     status`.
     """
+    from crawler.via import parse_via
+    from monitor.alerts import AlertsConfigError
+    from monitor.daemon import CrawlDaemon, DaemonAlreadyRunning, DaemonOptions
+
     _configure_logging()
     if via:
         try:
@@ -87,53 +101,60 @@ def status(
     sources: SourcesOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Health of every source, and its problems (failing, layout_drift, extraction_degraded).
+    """The database in use, and the health of every source and its problems (failing,
+    layout_drift, extraction_degraded).
 
     Per source: last success, failures in a row, articles found in the last run, the shares
     of empty and undated article pages, runs failed and interrupted, articles owed and given
-    up (see `dtmon pending`). A run whose process is gone is marked failed first.
+    up (see `dtmon pending`). A run whose process is gone is marked failed first. The database
+    is $DTMON_DATABASE_URL, else dtmon.db in the user's data folder; a missing one is
+    reported, not created.
     """
     try:
         registry = load_registry(extra=sources or [])
     except SourceConfigError as exc:
         fail(str(exc))
     names = [source.name for source in registry.sources]
-    _, sessions = open_database()
-    try:
-        report = health_report(sessions, names)
-    except StorageError as exc:
-        fail(str(exc))
+    missing = database_missing()
+    if missing:
+        report = [assess(name, []) for name in names]
+    else:
+        _, sessions = open_database(create=False)
+        try:
+            report = health_report(sessions, names)
+        except StorageError as exc:
+            fail(str(exc))
     if as_json:
         for health in report:
             echo_json_line(health.record())
         return
+    print_plain(f"database: {where_database()}"
+                + (" (not created yet: nothing crawled)" if missing else ""))
     console.print(_health_table(report))
     problems = [h for h in report if h.problems]
     for health in problems:
         for kind, message in health.problems.items():
-            console.print(f"[yellow]{health.source}[/] {kind}: {message}", highlight=False)
+            print_plain(f"{health.source} {kind}: {message}", style="yellow")
     crawled = sum(1 for h in report if h.runs)
-    console.print(f"{len(report)} source(s), {crawled} crawled, {len(problems)} with problems; "
-                  f"runs failed: {sum(h.failed_runs for h in report)}, interrupted: "
-                  f"{sum(h.interrupted_runs for h in report)}; articles owed: "
-                  f"{sum(h.owed for h in report)}, given up: {sum(h.gave_up for h in report)} "
-                  "(dtmon pending)", style="dim")
+    print_plain(f"{len(report)} source(s), {crawled} crawled, {len(problems)} with problems; "
+                f"runs failed: {sum(h.failed_runs for h in report)}, interrupted: "
+                f"{sum(h.interrupted_runs for h in report)}; articles owed: "
+                f"{sum(h.owed for h in report)}, given up: {sum(h.gave_up for h in report)} "
+                f"(dtmon pending); {TABLE_TIME_NOTE}", style="dim")
 
 
 def _health_table(report: list[SourceHealth]) -> Table:
-    table = Table()
-    numeric = ("failures", "articles", "empty", "no date", "failed runs", "interrupted", "owed",
-               "gave up")
-    for column in ("source", "state", "last run", "last success", *numeric):
-        table.add_column(column, justify="right" if column in numeric else "left")
+    numeric = ("failures", "articles", "empty", "no date", "owed")
+    table = fitted_table(("source", "state", "last success", *numeric),
+                         shrink=("state",), right=numeric)
     for health in report:
         style = "red" if health.problems else ("dim" if not health.runs else None)
         table.add_row(
-            health.source, health.state, _when(health.last_run_at, health.last_status),
-            _when(health.last_success_at), str(health.consecutive_failures),
+            plain(health.source), plain(health.state), _when(health.last_success_at),
+            str(health.consecutive_failures),
             "" if health.articles_found is None else str(health.articles_found),
-            _share(health.empty_share), _share(health.no_date_share), str(health.failed_runs),
-            str(health.interrupted_runs), str(health.owed), str(health.gave_up), style=style)
+            _share(health.empty_share), _share(health.no_date_share), str(health.owed),
+            style=style)
     return table
 
 
@@ -149,18 +170,21 @@ def list_run_records(
             for run in runs:
                 echo_json_line(run_record(run))
             return
-        table = Table()
-        for column in ("id", "trigger", "status", "started", "seconds", "sources", "pages",
-                       "not modified", "new", "seen", "errors"):
-            table.add_column(column)
+        if not runs:
+            print_plain(f"No crawl run in {where_database()}.")
+            return
+        table = fitted_table(("id", "trigger", "status", "started", "seconds", "pages", "new",
+                              "errors", "sources"),
+                             shrink=("sources",), right=("id", "seconds", "pages", "new",
+                                                         "errors"))
         for run in runs:
-            table.add_row(str(run.id), run.trigger, run.status,
-                          f"{run.started_at:%Y-%m-%d %H:%M:%S}", _seconds(run),
-                          _source_names(run), *(str(sum(getattr(s, field) for s in run.sources))
-                                                for field in ("pages_fetched", "not_modified",
-                                                              "articles_new", "articles_seen",
-                                                              "errors")))
+            table.add_row(str(run.id), run.trigger, run.status, local_text(run.started_at),
+                          _seconds(run), *(str(sum(getattr(s, field) for s in run.sources))
+                                           for field in ("pages_fetched", "articles_new",
+                                                         "errors")),
+                          plain(_source_names(run)))
         console.print(table)
+        print_plain(TABLE_TIME_NOTE, style="dim")
 
 
 @runs_app.command("show")
@@ -177,11 +201,11 @@ def show_run(
     if as_json:
         echo_json_line(record)
         return
-    console.print(f"run {run.id} ({run.trigger}): {run.status}, started "
-                  f"{run.started_at:%Y-%m-%d %H:%M:%S} UTC, {_seconds(run)} s", highlight=False)
-    table = Table()
-    for column in ("source", "pages", "not modified", "new", "seen", "errors", "counters"):
-        table.add_column(column)
+    print_plain(f"run {run.id} ({run.trigger}): {run.status}, started "
+                f"{local_text(run.started_at, seconds=True)} Vietnam time, {_seconds(run)} s")
+    table = fitted_table(("source", "pages", "not modified", "new", "seen", "errors",
+                          "counters"), fold=("counters",),
+                         right=("pages", "not modified", "new", "seen", "errors"))
     for row in record["sources"]:
         counters = ", ".join(f"{k}={v}" for k, v in sorted(row["stats"].items()))
         table.add_row(row["source"], str(row["pages_fetched"]), str(row["not_modified"]),
@@ -190,7 +214,7 @@ def show_run(
     console.print(table)
     for row in record["sources"]:
         for message in row["error_messages"]:
-            console.print(f"  [yellow]{row['source']}[/]: {message}", highlight=False)
+            print_plain(f"  {row['source']}: {message}", style="yellow")
 
 
 def _configure_logging() -> None:
@@ -198,11 +222,8 @@ def _configure_logging() -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-def _when(moment: object, suffix: str | None = None) -> str:
-    if moment is None:
-        return "never" if suffix is None else ""
-    text = f"{moment:%Y-%m-%d %H:%M}"
-    return f"{text} ({suffix})" if suffix else text
+def _when(moment: datetime | None) -> str:
+    return local_text(moment) if moment is not None else "never"
 
 
 def _share(value: float | None) -> str:

@@ -11,7 +11,7 @@ import typer
 from sqlalchemy.orm import Session
 
 from monitor import queue
-from monitor.cli.common import console, echo_json_line, fail, open_database
+from monitor.cli.common import echo_json_line, fail, open_database, print_plain
 from storage.db import StorageError, session_scope
 
 app = typer.Typer(
@@ -29,7 +29,7 @@ StoryIds = Annotated[list[int], typer.Argument(help="Story ids, as claimed.")]
 @contextmanager
 def _transaction() -> Iterator[Session]:
     """One committed transaction; queue and storage errors end the command with a message."""
-    _, sessions = open_database()
+    _, sessions = open_database(create=False)  # the queue needs a crawled database
     try:
         with session_scope(sessions) as session:
             yield session
@@ -47,9 +47,9 @@ def _run(operation: Callable[[Session], T]) -> T:
 @app.command("claim")
 def claim(
     consumer: ConsumerOption,
-    limit: Annotated[int, typer.Option(help="At most this many stories.")] = 10,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many stories.")] = 10,
     lease: Annotated[int, typer.Option(
-        help="Seconds the stories stay leased; unacked ones are handed out again after.")]
+        min=1, help="Seconds the stories stay leased; unacked ones are handed out again after.")]
     = queue.DEFAULT_LEASE_SECONDS,
 ) -> None:
     """Lease stories not yet done by CONSUMER; print each as one JSON line.
@@ -63,9 +63,20 @@ def claim(
 
 @app.command("ack")
 def ack(consumer: ConsumerOption, story_ids: StoryIds) -> None:
-    """Mark claimed stories done for CONSUMER: they are never handed to it again."""
-    done = _run(lambda session: queue.ack(session, consumer, story_ids))
+    """Mark claimed stories done for CONSUMER: they are never handed to it again.
+
+    Exits 1, naming them, when some ids were never claimed by CONSUMER.
+    """
+
+    def acknowledge(session: Session) -> tuple[list[int], list[int]]:
+        return (queue.ack(session, consumer, story_ids),
+                queue.never_claimed(session, consumer, story_ids))
+
+    done, unknown = _run(acknowledge)
     echo_json_line({"consumer": consumer, "acked": done})
+    if unknown:
+        fail(f"{consumer!r} never claimed stor{'y' if len(unknown) == 1 else 'ies'} "
+             f"{', '.join(map(str, unknown))}: nothing to acknowledge")
 
 
 @app.command("release")
@@ -91,5 +102,5 @@ def status(
         if as_json:
             echo_json_line(asdict(entry))
         else:
-            console.print(f"{entry.consumer}: {entry.done} done, {entry.leased} leased, "
-                          f"{entry.available} available", highlight=False)
+            print_plain(f"{entry.consumer}: {entry.done} done, {entry.leased} leased, "
+                        f"{entry.available} available")

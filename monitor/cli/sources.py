@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from crawler.sources import Registry, Source, SourceConfigError, load_registry
-from monitor.cli.common import open_database
+from monitor.cli.common import open_database, plain
 from monitor.health import RunOutcome, source_history
 
 app = typer.Typer(help="List, validate and check the source registry (config/sources.yaml).",
@@ -67,8 +67,9 @@ def list_sources(
     for column in ("name", "kind", "province", "domains", "discovery"):
         table.add_column(column)
     for source in registry.sources:
-        table.add_row(source.name, source.kind, source.province or "—",
-                      ", ".join(source.all_hosts), _discovery(source))
+        table.add_row(*(plain(cell, one_line=False) for cell in (
+            source.name, source.kind, source.province or "—", ", ".join(source.all_hosts),
+            _discovery(source))))
     Console().print(table)
 
 

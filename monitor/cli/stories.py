@@ -5,20 +5,25 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, joinedload
 
-from monitor.cli.common import console, database_session, echo_json_line, fail
+from monitor.cli.common import (
+    console,
+    database_session,
+    echo_json_line,
+    fail,
+    fitted_table,
+    plain,
+    print_plain,
+    where_database,
+)
+from monitor.clock import published_iso, published_text
 from storage.models import Article, Source, Story
 
 app = typer.Typer(help="Stories: an article and its copies on other sites.", no_args_is_help=True)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="One JSON object per line.")]
-
-
-def _iso(value: object) -> str | None:
-    return value.isoformat() if value is not None else None
 
 
 def _story_summaries(session: Session, limit: int) -> list[dict]:
@@ -44,16 +49,29 @@ def _story_summaries(session: Session, limit: int) -> list[dict]:
             select(Article.id, Article.title).where(Article.id.in_([r[1] for r in rows]))
         ).all()
     )
+    first_dates = _first_dates(session, story_ids)
     return [
         {
             "id": story_id,
             "title": titles.get(representative_id),
             "copies": copies,
             "sources": sorted(sources[story_id]),
-            "first_published": _iso(first),
+            "first_published": first_dates.get(story_id),
         }
-        for story_id, representative_id, copies, first in rows
+        for story_id, representative_id, copies, _first in rows
     ]
+
+
+def _first_dates(session: Session, story_ids: list[int]) -> dict[int, str | None]:
+    """Each story's earliest copy's date as its page gives it (a bare day stays a day)."""
+    firsts: dict[int, str | None] = {}
+    for story_id, published in session.execute(
+        select(Article.story_id, Article.published)
+        .where(Article.story_id.in_(story_ids))
+        .order_by(Article.published_at.desc().nulls_first(), Article.id.desc())
+    ):
+        firsts[story_id] = published_iso(published)  # the last one written is the earliest
+    return firsts
 
 
 def _story_copies(session: Session, story_id: int) -> list[dict]:
@@ -69,7 +87,7 @@ def _story_copies(session: Session, story_id: int) -> list[dict]:
             "article_id": a.id,
             "source": a.source.name,
             "url": a.url,
-            "published": a.published or _iso(a.published_at),
+            "published": published_iso(a.published),
             "title": a.title,
         }
         for a in articles
@@ -88,13 +106,17 @@ def list_stories(
         for story in stories:
             echo_json_line(story)
         return
-    table = Table("id", "title", "copies", "sources", "first published")
+    if not stories:
+        print_plain(f"No story in {where_database()}.")
+        return
+    table = fitted_table(("id", "first published", "copies", "sources", "title"),
+                         shrink=("sources", "title"), right=("id", "copies"))
     for s in stories:
-        table.add_row(
-            str(s["id"]), s["title"] or "", str(s["copies"]), ", ".join(s["sources"]),
-            s["first_published"] or "",
-        )
+        table.add_row(str(s["id"]), published_text(s["first_published"]), str(s["copies"]),
+                      plain(", ".join(s["sources"])),
+                      plain(s["title"]))
     console.print(table)
+    print_plain("dates as published (Vietnam time)", style="dim")
 
 
 @app.command("show")
@@ -110,7 +132,9 @@ def show_story(
     if as_json:
         echo_json_line({"id": story_id, "copies": copies})
         return
-    table = Table("source", "url", "published", "title", title=f"story {story_id}")
+    print_plain(f"story {story_id}: {len(copies)} copies (dates in Vietnam time)")
     for c in copies:
-        table.add_row(c["source"], c["url"], c["published"] or "", c["title"])
-    console.print(table)
+        console.rule(style="dim")
+        print_plain(f"{published_text(c['published'])}  {c['source']}  (article {c['article_id']})")
+        print_plain(c["title"])
+        print_plain(c["url"])  # never cut: a reader copies it

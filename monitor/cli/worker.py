@@ -16,7 +16,7 @@ from crawler.distributed import (
     worker_settings,
 )
 from monitor.cli.common import fail
-from monitor.cli.crawl import _crawl_with_progress, _load_registry
+from monitor.cli.crawl import _crawl_with_progress, _load_registry, exit_code
 from monitor.crawling import CrawlOptions
 
 RedisOption = Annotated[str | None, typer.Option(
@@ -59,7 +59,7 @@ def worker(
         sources_files=sources or [], via=via, refresh=refresh, trigger="worker",
         extra_settings=settings))
     if outcome.status != "ok":
-        raise typer.Exit(1)
+        raise typer.Exit(exit_code(outcome.status))
 
 
 def check_redis(url: str) -> None:

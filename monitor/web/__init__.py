@@ -1,0 +1,1 @@
+"""The web pages of `dtmon serve` (pages.py) and their templates."""
