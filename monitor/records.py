@@ -72,9 +72,9 @@ def owed_record(owed: OwedArticle) -> dict[str, Any]:
         "state": owed.state,
         "attempts": owed.attempts,
         "last_error": owed.last_error,
-        "first_seen_at": owed.first_seen_at.isoformat(),
-        "last_attempt_at": owed.last_attempt_at.isoformat() if owed.last_attempt_at else None,
-        "next_attempt_at": owed.next_attempt_at.isoformat() if owed.state == "owed" else None,
+        "first_seen_at": iso(owed.first_seen_at),
+        "last_attempt_at": iso(owed.last_attempt_at),
+        "next_attempt_at": iso(owed.next_attempt_at) if owed.state == "owed" else None,
     }
 
 

@@ -33,6 +33,7 @@ from monitor.cli.common import (
     print_plain,
     where_database,
 )
+from monitor.clock import TABLE_TIME_NOTE, local_text
 from monitor.crawling import (
     CrawlOptions,
     CrawlOutcome,
@@ -251,20 +252,21 @@ def pending(
     that linked it.
     """
     with database_session() as session:
-        records = [owed_record(owed) for owed in list_owed(session, source)]
+        owed_articles = list(list_owed(session, source))
+        records = [owed_record(owed) for owed in owed_articles]
     if as_json:
         for record in records:
             echo_json_line(record)
         return
-    table = Table()
-    for column in ("source", "state", "attempts", "next attempt", "last error", "url"):
-        table.add_column(column, overflow="fold")
-    for record in records:
-        table.add_row(record["source"], record["state"], str(record["attempts"]),
-                      (record["next_attempt_at"] or "")[:16].replace("T", " "),
-                      record["last_error"] or "", record["url"])
-    console.print(table, highlight=False, markup=False)
-    gave_up = sum(record["state"] == "gave_up" for record in records)
+    table = fitted_table(("source", "state", "attempts", "next attempt", "last error", "url"),
+                         shrink=("last error",), fold=("url",), right=("attempts",))
+    for owed in owed_articles:
+        table.add_row(plain(owed.source_name), owed.state, str(owed.attempts),
+                      local_text(owed.next_attempt_at) if owed.state == "owed" else "",
+                      plain(owed.last_error or ""), plain(owed.url, one_line=False))
+    console.print(table)
+    print_plain(TABLE_TIME_NOTE, style="dim")
+    gave_up = sum(owed.state == "gave_up" for owed in owed_articles)
     console.print(f"{len(records) - gave_up} article(s) owed, {gave_up} given up", style="dim")
 
 
