@@ -285,7 +285,7 @@ def test_tables_fit_80_columns_with_whole_headers(command: list[str], database: 
               "runs": ["id", "trigger", "status", "started", "seconds", "pages", "new",
                        "errors", "sources"],
               "status": ["source", "state", "last success", "failures", "articles", "empty",
-                         "no date"]}[command[0]]
+                         "no date", "owed"]}[command[0]]
     assert re.split(r"\s{2,}", header.strip()) == wanted
     if command == ["articles", "list"]:
         assert any(line.endswith("…") for line in lines)  # long titles cut, on one line
