@@ -215,10 +215,17 @@ def run_sources(sessions: sessionmaker[Session], run_id: int) -> list[CrawlRunSo
 
 
 def failed_sources(rows: Sequence[CrawlRunSource]) -> list[CrawlRunSource]:
-    """The sources of a run that failed: errors on at least :data:`SOURCE_FAILURE_SHARE` of
-    their requests (answered pages, 304s and errors)."""
-    return [row for row in rows if row.errors and row.errors >= SOURCE_FAILURE_SHARE * (
+    """The sources of a run that failed: errors that lost something on at least
+    :data:`SOURCE_FAILURE_SHARE` of their requests (answered pages, 304s and errors)."""
+    return [row for row in rows if (lost := _lost_errors(row)) and lost >= SOURCE_FAILURE_SHARE * (
         row.pages_fetched + row.not_modified + row.errors)]
+
+
+def _lost_errors(row: CrawlRunSource) -> int:
+    """A source's errors less its owed articles: an owed article is fetched again by the next
+    runs, so a small source whose one article failed has not failed (its feed, listings or
+    start pages failing still do)."""
+    return max(row.errors - (row.stats or {}).get("owed", 0), 0)
 
 
 def crawl_status(rows: Sequence[CrawlRunSource]) -> str:
