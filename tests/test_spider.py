@@ -26,6 +26,7 @@ from crawler.sources import REPO_SOURCES_PATH
 from crawler.spiders.news import NewsSpider, newest_first, read_sitemap
 from crawler.urls import url_key
 from monitor.mirror import MirrorServer
+from storage.repository import OwedLink
 
 REPO = Path(__file__).resolve().parents[1]
 EXPORTED = "source,province,url,urls,title,text,published,fetched_at"
@@ -230,16 +231,19 @@ def test_sitemap_index_shards_newest_first() -> None:
 
 
 def test_a_page_without_article_text_is_an_error_with_its_reason() -> None:
-    """Nothing empty is stored: the page is counted and reported under its source, with why."""
+    """Nothing empty is stored: the page is counted and reported under its source, with why,
+    and its article is owed to the next crawl."""
     crawler = get_crawler(NewsSpider)
     spider = NewsSpider.from_crawler(crawler, sources="vov")
     source = spider.selected[0]
     url = "https://vov.vn/chuyen-doi-so/bai-viet-trong.html"
     body = "<html><body><a href='/'>Trang chủ</a></body></html>".encode()
-    response = HtmlResponse(url=url, body=body, encoding="utf-8",
-                            request=Request(url, meta={"dtmon_source": "vov"}))
+    link = OwedLink("vov", url, url_key(url), "https://vov.vn/chuyen-doi-so")
+    response = HtmlResponse(url=url, body=body, encoding="utf-8", request=Request(
+        url, meta={"dtmon_source": "vov", "dtmon_article": link}))
 
     assert list(spider.parse_article(response)) == []
+    assert link.key in spider.owed.owed
     assert spider.source_errors["vov"] == [
         f"no article text extracted (no article text found on the page), not stored: {url}"]
     assert crawler.stats.get_value(f"dtmon/{source.name}/errors") == 1

@@ -109,7 +109,8 @@ def test_a_signal_to_dtmon_crawl_stops_its_spider_and_records_interrupted(
     output, _ = crawl.communicate(timeout=60)
     assert not process_alive(spider), "the spider process outlived dtmon crawl"
     assert "Traceback" not in output
-    assert "Interrupted: run 1 stopped" in output, output
+    assert "Interrupted (exit 130): run 1 stopped" in output, output
+    assert crawl.returncode == 130, output
     [run] = _runs(database_url)
     assert run.status == "interrupted" and run.finished_at is not None
     # The listings read before the stop keep their validators: the next crawl gets 304 for
