@@ -26,7 +26,6 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from crawler.via import parse_via
 from storage import repository
 from storage.db import DATABASE_URL_ENV, session_scope
 from storage.models import CrawlRun, CrawlRunSource
@@ -110,6 +109,10 @@ def run_crawl(
     after :data:`STOP_BOUND_SECONDS`) and the run recorded with that status.
     """
     if options.via:
+        # Imported here: crawler.via loads Scrapy's downloader, and every read-only command
+        # imports this module (reap_orphaned_runs) and must start quickly.
+        from crawler.via import parse_via
+
         parse_via(options.via)  # a bad --via is an error now, not a crawl of nothing
     with session_scope(sessions) as session:
         run_id = repository.start_run(session, options.trigger, pid=os.getpid(),
