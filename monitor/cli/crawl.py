@@ -253,10 +253,9 @@ def pending(
     """
     with database_session() as session:
         owed_articles = list(list_owed(session, source))
-        records = [owed_record(owed) for owed in owed_articles]
     if as_json:
-        for record in records:
-            echo_json_line(record)
+        for owed in owed_articles:
+            echo_json_line(owed_record(owed))
         return
     table = fitted_table(("source", "state", "attempts", "next attempt", "last error", "url"),
                          shrink=("last error",), fold=("url",), right=("attempts",))
@@ -267,7 +266,8 @@ def pending(
     console.print(table)
     print_plain(TABLE_TIME_NOTE, style="dim")
     gave_up = sum(owed.state == "gave_up" for owed in owed_articles)
-    console.print(f"{len(records) - gave_up} article(s) owed, {gave_up} given up", style="dim")
+    console.print(f"{len(owed_articles) - gave_up} article(s) owed, {gave_up} given up",
+                  style="dim")
 
 
 def _load_registry(extra: Sequence[Path]) -> Registry:
