@@ -8,7 +8,8 @@
   silent drops: a year-0001 date, a 2,100-character URL, a URL over the crawler's bound, an
   exception while storing one article; and a listing of 5,000 links under the per-source cap.
 
-Every test on ``database_url`` runs on SQLite and on PostgreSQL.
+The silent drops and the cap run on SQLite and on PostgreSQL; the fault matrix, whose subject
+is the crawl, on SQLite.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from monitor.records import run_record
 from storage import repository
 from storage.db import init_db, make_engine, session_factory
 from storage.models import Article
+from tests.fixtures.database import SQLITE_ONLY
 from tests.fixtures.shared_data import REPO_ROOT
 
 HOST = "so-thu-nghiem.gov.vn"
@@ -46,6 +48,7 @@ INJECTED = "injected storage failure"
 # ---------------------------------------------------------------------------- healing
 
 
+@SQLITE_ONLY
 @pytest.mark.parametrize("fault", list(FAULTS.values()), ids=list(FAULTS))
 def test_a_fault_on_one_article_of_each_host_heals_in_one_clean_crawl(
         fault: str, database_url: str, sites_dir: Path) -> None:
