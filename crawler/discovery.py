@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from urllib.parse import SplitResult, urljoin, urlsplit
 
 from lxml import html as lxml_html
@@ -111,57 +111,74 @@ class _PageFacts:
         return known
 
 
+class ListingPage:
+    """A listing page, parsed once for both its article links and its next page (a listing of
+    thousands of links costs its parse and link walk once, not once per question)."""
+
+    def __init__(self, html: str | bytes, base_url: str) -> None:
+        self.html = html
+        self.base_url = base_url
+
+    @cached_property
+    def links(self) -> list[_Link]:
+        """Every followable link of the page, in page order."""
+        tree = _parse(self.html)
+        return [] if tree is None else list(_links(tree, self.base_url))
+
+    def article_links(self, allowed_hosts: set[str] | frozenset[str] | list[str]) -> list[str]:
+        """The absolute URLs of the article links, in page order, unique.
+
+        ``allowed_hosts`` are the hosts the source serves (compared without ``www.``); links
+        to other hosts are never returned.
+        """
+        hosts = {_bare_host(h) for h in allowed_hosts}
+        page = _page_identity(urlsplit(self.base_url))
+        links = [link for link in self.links
+                 if _bare_host((parts := urlsplit(link.url)).hostname) in hosts
+                 and _page_identity(parts) != page]
+        facts = _PageFacts()
+        in_chrome = {id(link.element) for link in links if _in_chrome(link.element, facts)}
+        candidates = [link for link in links if id(link.element) not in in_chrome
+                      and _url_score(link.url) > 0]
+        blocks = _repeated_blocks(candidates, facts)
+        found: dict[str, None] = {}
+        for link in candidates:
+            if _is_article(link, blocks):
+                found.setdefault(link.url, None)
+        return list(found)
+
+    def next_page(self, current_page: int = 1) -> str | None:
+        """The URL of the page after ``current_page``, or None.
+
+        Looks for ``rel=next``, a "next" label or class ("Trang sau", "Tiếp", "»",
+        ``class=next``) and finally a numbered pager link whose text is ``current_page + 1``.
+        ``javascript:`` pagers are not followable and give None.
+        """
+        for link in self.links:
+            if "next" in (link.element.get("rel") or "").lower().split():
+                return link.url
+        for link in self.links:
+            label = link.text.strip()
+            if match_key(label) in _NEXT_LABELS or label in _NEXT_LABELS:
+                return link.url
+            if _NEXT_CLASS.search(link.element.get("class") or "") and not label.isdigit():
+                return link.url
+        wanted = str(current_page + 1)
+        for link in self.links:
+            if link.text.strip() == wanted and _in_pager(link.element):
+                return link.url
+        return None
+
+
 def find_article_links(html: str | bytes, base_url: str, allowed_hosts: set[str] | frozenset[str]
                        | list[str]) -> list[str]:
-    """Return the absolute URLs of the article links on a listing page, in page order, unique.
-
-    ``allowed_hosts`` are the hosts the source serves (compared without ``www.``); links to
-    other hosts are never returned.
-    """
-    tree = _parse(html)
-    if tree is None:
-        return []
-    hosts = {_bare_host(h) for h in allowed_hosts}
-    page = _page_identity(urlsplit(base_url))
-    links = [link for link, parts in _links_with_parts(tree, base_url)
-             if _bare_host(parts.hostname) in hosts and _page_identity(parts) != page]
-    facts = _PageFacts()
-    in_chrome = {id(link.element) for link in links if _in_chrome(link.element, facts)}
-    candidates = [link for link in links if id(link.element) not in in_chrome
-                  and _url_score(link.url) > 0]
-    blocks = _repeated_blocks(candidates, facts)
-    found: dict[str, None] = {}
-    for link in candidates:
-        if _is_article(link, blocks):
-            found.setdefault(link.url, None)
-    return list(found)
+    """The article links of a listing page (see :meth:`ListingPage.article_links`)."""
+    return ListingPage(html, base_url).article_links(allowed_hosts)
 
 
 def find_next_page(html: str | bytes, base_url: str, current_page: int = 1) -> str | None:
-    """Return the URL of the page after ``current_page`` of a listing, or None.
-
-    Looks for ``rel=next``, a "next" label or class ("Trang sau", "Tiếp", "»", ``class=next``)
-    and finally a numbered pager link whose text is ``current_page + 1``. ``javascript:``
-    pagers are not followable and give None.
-    """
-    tree = _parse(html)
-    if tree is None:
-        return None
-    links = list(_links(tree, base_url))
-    for link in links:
-        if "next" in (link.element.get("rel") or "").lower().split():
-            return link.url
-    for link in links:
-        label = link.text.strip()
-        if match_key(label) in _NEXT_LABELS or label in _NEXT_LABELS:
-            return link.url
-        if _NEXT_CLASS.search(link.element.get("class") or "") and not label.isdigit():
-            return link.url
-    wanted = str(current_page + 1)
-    for link in links:
-        if link.text.strip() == wanted and _in_pager(link.element):
-            return link.url
-    return None
+    """The URL of a listing's page after ``current_page`` (see :meth:`ListingPage.next_page`)."""
+    return ListingPage(html, base_url).next_page(current_page)
 
 
 def looks_like_article_url(url: str) -> bool:
@@ -202,11 +219,6 @@ def _link_text(anchor: lxml_html.HtmlElement) -> str:
 def _bare_host(host: str | None) -> str:
     host = (host or "").lower().rstrip(".")
     return host[4:] if host.startswith("www.") else host
-
-
-def _links_with_parts(tree: lxml_html.HtmlElement, base_url: str):
-    for link in _links(tree, base_url):
-        yield link, urlsplit(link.url)
 
 
 def _page_identity(parts: SplitResult) -> tuple[str, str, str]:
