@@ -87,6 +87,16 @@ class _Link:
     element: lxml_html.HtmlElement
 
 
+@dataclass(frozen=True, slots=True)
+class _Region:
+    """What an element says about the links inside it."""
+
+    item: bool  # an <article> or <li>: a card or list item
+    chrome: bool  # page chrome: nav, header, footer, sidebar, pager (by tag, class or id)
+    navigation: bool  # navigation even inside an item (its own header/footer is not)
+    sidebar: bool  # a box headed "Tin khác", "Đọc nhiều"...: other articles
+
+
 @dataclass
 class _PageFacts:
     """Per-element facts computed once per page, so that discovery stays linear in the page
@@ -94,7 +104,7 @@ class _PageFacts:
     thousands of times."""
 
     sibling_signatures: dict[lxml_html.HtmlElement, Counter] = field(default_factory=dict)
-    sidebar_headings: dict[lxml_html.HtmlElement, bool] = field(default_factory=dict)
+    regions: dict[lxml_html.HtmlElement, _Region] = field(default_factory=dict)
 
     def twins(self, node: lxml_html.HtmlElement, parent: lxml_html.HtmlElement) -> int:
         """How many children of ``parent`` share ``node``'s tag and class."""
@@ -104,10 +114,16 @@ class _PageFacts:
             self.sibling_signatures[parent] = counts
         return counts[(node.tag, node.get("class"))]
 
-    def has_sidebar_heading(self, element: lxml_html.HtmlElement) -> bool:
-        known = self.sidebar_headings.get(element)
+    def region(self, element: lxml_html.HtmlElement) -> _Region:
+        known = self.regions.get(element)
         if known is None:
-            known = self.sidebar_headings[element] = _has_sidebar_heading(element)
+            tag = element.tag if isinstance(element.tag, str) else ""
+            marker = f"{element.get('class') or ''} {element.get('id') or ''}"
+            known = self.regions[element] = _Region(
+                item=tag in ("article", "li"),
+                chrome=tag in _CHROME_TAGS or bool(_CHROME_REGION.search(marker)),
+                navigation=tag in ("nav", "aside") or _is_navigation_marker(marker),
+                sidebar=_has_sidebar_heading(element))
         return known
 
 
@@ -269,16 +285,12 @@ def _in_chrome(element: lxml_html.HtmlElement, facts: _PageFacts) -> bool:
     """True when the link sits in navigation, header/footer, a sidebar or an "other news" box."""
     inside_item = False
     for ancestor in element.iterancestors():
-        tag = ancestor.tag if isinstance(ancestor.tag, str) else ""
-        if tag in ("article", "li"):
-            inside_item = True
-        marker = f"{ancestor.get('class') or ''} {ancestor.get('id') or ''}"
+        region = facts.region(ancestor)
+        inside_item = inside_item or region.item
         # An <article>'s own header/footer (card header, meta line) is not page chrome.
-        if not inside_item and (tag in _CHROME_TAGS or _CHROME_REGION.search(marker)):
+        if region.navigation if inside_item else region.chrome:
             return True
-        if inside_item and (tag in ("nav", "aside") or _is_navigation_marker(marker)):
-            return True
-        if facts.has_sidebar_heading(ancestor):
+        if region.sidebar:
             return True
     return False
 
