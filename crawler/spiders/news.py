@@ -249,7 +249,7 @@ class NewsSpider(scrapy.Spider):
 
     def parse_listing(self, response: Response) -> Iterator[Request]:
         """A listing page: its article links, then the next page while new links keep coming."""
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         source = self._fetched(response)
         listing: Listing = source.listings[response.meta["dtmon_listing"]]
         page: int = response.meta["dtmon_page"]
@@ -260,9 +260,9 @@ class NewsSpider(scrapy.Spider):
         candidates = (self._discovered(source, links, response.url) if page == 1
                       else self._article_candidates(source, links))
         new = list(self._follow_articles(source, candidates, response.url))
-        self.logger.info("[%s] listing %s page %d: %d article link(s), %d new (%.2f s)",
-                         source.name, response.url, page, len(links), len(new),
-                         time.perf_counter() - started)
+        self.logger.info("[%s] listing %s page %d: %d article link(s), %d new (%.2f s, "
+                         "CPU %.2f s)", source.name, response.url, page, len(links), len(new),
+                         time.perf_counter() - started, time.process_time() - cpu)
         yield from new
         if not new:
             return
