@@ -227,6 +227,11 @@ def test_a_listing_of_5000_links_is_capped_per_source_and_the_rest_is_owed(
         with site.sessions() as session:
             owed = repository.owed_counts(session)["thunghiem"]
         assert owed == {"owed": 4980, "gave_up": 0}
+        pending = site.owed()  # what `dtmon pending --json` shows
+        assert len(pending) == 4980 and links[0][0] not in pending
+        last = pending[links[-1][0]]
+        assert (last["found_on"], last["attempts"], last["state"]) == (LISTING, 0, "owed")
+        assert "over the cap of 20" in last["last_error"]
         second = site.crawl(DTMON_MAX_ARTICLES_PER_SOURCE="20")  # the backlog, 20 at a time
         assert second["stats"]["owed_retried"] == 20 and len(site.stored()) == 30
     finally:
