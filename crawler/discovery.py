@@ -76,6 +76,9 @@ _NEXT_LABELS = {
     for text in ("Trang sau", "Trang tiếp", "Tiếp", "Tiếp theo", "Sau", "Next", "Next page")
 } | {"»", "›", ">", ">>", "→", "tiếp »", "sau »"}
 _NEXT_CLASS = re.compile(r"(?:^|[\s_-])next(?:$|[\s_-])", re.I)
+# A root-relative href that urljoin would only prefix with the origin: no "//" host, no
+# backslash or ";" (path parameters), no "." or ".." segment, no empty query.
+_PLAIN_ROOT_PATH = re.compile(r"(?!.*/\.\.?(?:[/?#]|$))(?!.*\?(?:#|$))/(?![/\\])[^\\;]*$")
 _HEADLINE_WORDS = 5
 _MIN_TITLE_WORDS = 3
 
@@ -217,14 +220,29 @@ def _parse(html: str | bytes) -> lxml_html.HtmlElement | None:
 
 def _links(tree: lxml_html.HtmlElement, base_url: str):
     base = urljoin(base_url, tree.xpath("string(//base/@href)") or base_url)
+    origin = _origin(base)
     for anchor in tree.iter("a"):
         href = (anchor.get("href") or "").strip()
         if not href or href.lower().startswith(_SKIPPED_SCHEMES):
             continue
-        url = urljoin(base, href).split("#", 1)[0]
+        url = _join(base, origin, href).split("#", 1)[0]
         if not url.startswith(("http://", "https://")):
             continue
         yield _Link(url, _link_text(anchor), anchor)
+
+
+def _origin(url: str) -> str | None:
+    """``scheme://host`` of an absolute http(s) URL, else None."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}" if parts.scheme in ("http", "https") else None
+
+
+def _join(base: str, origin: str | None, href: str) -> str:
+    """``urljoin(base, href)``, with a shortcut for the common root-relative href (``/a/b``,
+    no dot segment): a listing of thousands of links joins each one."""
+    if origin and _PLAIN_ROOT_PATH.match(href):
+        return origin + href
+    return urljoin(base, href)
 
 
 def _link_text(anchor: lxml_html.HtmlElement) -> str:
