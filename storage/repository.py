@@ -468,14 +468,17 @@ def _set_last_error(session: Session, links: Sequence[OwedLink], error: str) -> 
 
 def _fetch_failed(session: Session, links: Sequence[OwedLink], error: str, now: datetime,
                   policy: OwedPolicy) -> list[OwedArticle]:
-    """One more failed attempt for each of ``links`` (owed rows); those given up now."""
+    """One more failed attempt for each of ``links`` (owed rows); those given up now. A row
+    another crawl settled meanwhile (it stored the article) is gone and stays gone."""
     rows: dict[str, OwedArticle] = {}
     for chunk in _chunks([link.key for link in links]):
         rows.update((owed.url_key, owed) for owed in session.scalars(
             select(OwedArticle).where(OwedArticle.url_key.in_(chunk))))
     given_up = []
     for link in links:
-        owed = rows[link.key]
+        owed = rows.get(link.key)
+        if owed is None:
+            continue
         owed.found_on = link.found_on or owed.found_on
         owed.last_error = error
         owed.attempts += 1
