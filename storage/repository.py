@@ -447,8 +447,9 @@ def _insert_owed(session: Session, links: Sequence[OwedLink], error: str, now: d
              "found_on": link.found_on, "state": "owed", "attempts": 0, "last_error": error,
              "first_seen_at": now, "next_attempt_at": now} for link in links]
     dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    session.execute(dialect.insert(OwedArticle).on_conflict_do_nothing(
-        index_elements=[OwedArticle.url_key]), rows)
+    table = OwedArticle.__table__  # a Core insert: the ORM's bulk path costs ~40 µs a row
+    session.execute(dialect.insert(table).on_conflict_do_nothing(
+        index_elements=[table.c.url_key]), rows)
 
 
 def _set_last_error(session: Session, links: Sequence[OwedLink], error: str) -> None:

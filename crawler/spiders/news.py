@@ -319,8 +319,9 @@ class NewsSpider(scrapy.Spider):
 
     def _article_candidates(self, source: Source, links: Iterable[str]) -> list[str]:
         """The links that may be articles of ``source`` (its hosts, its article URL pattern)."""
+        hosts = _bare_hosts(source)
         return [link for link in dict.fromkeys(links)
-                if self._allowed(source, link) and source.is_article_url(link) is not False]
+                if _on_hosts(link, hosts) and source.is_article_url(link) is not False]
 
     def _discovered(self, source: Source, links: Iterable[str], url: str) -> list[str]:
         """The article candidates of a feed, sitemap or first listing page, counted."""
@@ -591,12 +592,7 @@ class NewsSpider(scrapy.Spider):
             self._discovery_pending[source.name] -= 1
 
     def _allowed(self, source: Source, url: str) -> bool:
-        try:
-            parts = urlsplit(url)
-        except ValueError:
-            return False
-        hosts = {bare_host(h) for h in source.all_hosts}
-        return parts.scheme in ("http", "https") and bare_host(parts.hostname or "") in hosts
+        return _on_hosts(url, _bare_hosts(source))
 
     def _count(self, source: Source, what: str, count: int = 1) -> None:
         self.crawler.stats.inc_value(f"dtmon/{source.name}/{what}", count)
@@ -615,6 +611,19 @@ class NewsSpider(scrapy.Spider):
         """A page with no article text: counted, and recorded as an error with its reason."""
         self._count(source, "empty_pages")
         self._error(source, f"{why}, not stored: {url}")
+
+
+def _bare_hosts(source: Source) -> set[str]:
+    return {bare_host(h) for h in source.all_hosts}
+
+
+def _on_hosts(url: str, hosts: set[str]) -> bool:
+    """Whether ``url`` is an http(s) URL on one of ``hosts`` (bare host names)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bare_host(parts.hostname or "") in hosts
 
 
 def _refused_for_good(failure: Failure) -> bool:
