@@ -44,8 +44,8 @@ A copy that is much shorter or longer than its original has a low Jaccard simila
 articles' long sentences are indexed too (``sentence_fingerprints``): articles sharing a sentence
 that is not boilerplate are candidates as well. A reworded copy changes a word here and there, so
 each long sentence is also indexed by its first ``SENTENCE_WINDOW`` syllables, marks folded: a
-rewrite keeps the opening words of some of its sentences (on the development pairs, every copy
-the buckets miss shares at least two such openings with its original). A key that more than
+rewrite keeps the opening words of some of its sentences (on the real pairs, each of the four
+copies the buckets miss shares one to three such openings with its original). A key that more than
 ``MAX_KEY_ARTICLES`` articles carry is a stock phrase and proposes no candidate.
 Candidates are verified exactly on the two texts.
 
