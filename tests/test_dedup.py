@@ -30,8 +30,14 @@ DATA = Path(__file__).parent / "data"
 # Constructed pairs: ours, and 80 written without sight of the detector (hard negatives: the same
 # event reported independently, one press-release template for two provinces, a brief).
 PAIRS_FILES = [DATA / "dedup_pairs.jsonl", DATA / "dedup_holdout.jsonl"]
-# Real pairs from public pages (tests/data/README.md); the held-out part is scored by bench.
-REAL_DEV = DATA / "dedup_real_dev.jsonl"
+# Real pairs from public pages (tests/data/README.md): the development parts, and the two
+# held-out parts, each scored once and spent since.
+REAL_DEV = [DATA / "dedup_real_dev.jsonl", DATA / "dedup_real_dev2.jsonl",
+            DATA / "dedup_real_holdout.jsonl", DATA / "dedup_real_holdout2.jsonl"]
+# Copies the linker misses (tests/data/README.md): a feature retold with a new first sentence,
+# and an agency's version of a notice against a paper's second version; in both most sentences
+# are reworded beyond the alignment's similarity (alignment 0.37).
+REAL_MISSES = {"74185bb34a", "c1432e3de3"}
 GOLD_DUPLICATES = {
     frozenset({"hy-hoi-nghi-thuong-truc-cds", "bhy-hoi-nghi-thuong-truc-cds"}),
     frozenset({"hg-repost-vov-cds", "vov-thu-tuong-cds-cai-cach-bo-may"}),
@@ -44,7 +50,8 @@ def _pairs() -> list[dict]:
 
 
 def _real_pairs() -> list[dict]:
-    return [json.loads(line) for line in REAL_DEV.read_text("utf-8").splitlines() if line]
+    return [json.loads(line) for path in REAL_DEV
+            for line in path.read_text("utf-8").splitlines() if line]
 
 
 def _pair_id(pair: dict) -> str:
@@ -73,17 +80,39 @@ def test_real_pages_of_different_stories_stay_apart(pair: dict) -> None:
     assert not is_duplicate(pair["a_text"], pair["b_text"]), compare(pair["a_text"], pair["b_text"])
 
 
-@pytest.mark.parametrize("pair", [p for p in _real_pairs()
-                                  if p["kind"] in {"copy_with_footer", "release_with_own_lead",
-                                                   "same_article_two_urls"}
-                                  or p["id"] == "3ceb84a3b2"],
-                         ids=lambda p: f"{p['kind']}-{p['id']}")
-def test_real_copies_that_add_or_drop_paragraphs_are_linked(pair: dict) -> None:
-    """A lead, a footer or a page's chrome added around the same text; a copy inside a longer
-    one (Báo Hải Dương's item inside a reworded reprint with added sentences)."""
+@pytest.mark.parametrize("pair", [
+    pytest.param(p, marks=pytest.mark.xfail(strict=True, reason="known miss"))
+    if p["id"] in REAL_MISSES else p
+    for p in _real_pairs() if p["duplicate"]], ids=lambda p: f"{p['kind']}-{p['id']}")
+def test_real_copies_are_linked(pair: dict) -> None:
+    """A lead, a footer or a page's chrome added around the same text, a copy inside a longer
+    one, and copies reworded lightly sentence by sentence."""
     figures = compare(pair["a_text"], pair["b_text"])
     assert figures.duplicate, figures
     assert figures == compare(pair["b_text"], pair["a_text"])
+
+
+def test_alignment_links_a_light_rewording_that_shares_few_shingles() -> None:
+    """Two sites' versions of one police notice: reworded in every sentence, so no shingle
+    figure decides, but most sentences keep their words and figures, in order."""
+    rewrite = next(p for p in _real_pairs() if p["id"] == "9149821112")
+    figures = compare(rewrite["a_text"], rewrite["b_text"])
+    assert figures.similarity < 0.5 and figures.containment < 0.8 and figures.block < 100
+    assert figures.alignment >= 0.35 and figures.duplicate
+
+
+def test_a_template_filled_in_with_other_figures_does_not_align() -> None:
+    """Sentences repeated word for word with other figures are an outlet's template (a yearly
+    item), not a copy, however many of them there are."""
+    template = ("Năm {0}, cả nước có {1} cơ quan báo chí hoạt động trên tất cả các loại hình.\n"
+                "Nhân sự hoạt động trong lĩnh vực báo chí có khoảng {2} người trên toàn quốc.\n"
+                "Tổng số người được cấp thẻ nhà báo trong kỳ hạn này là {3} trường hợp.")
+    figures = compare(template.format(2022, 779, "41.000", "20.508"),
+                      template.format(2023, 805, "41.500", "21.011"))
+    assert figures.alignment == 0.0
+    same = compare(template.format(2022, 779, "41.000", "20.508"),
+                   "Tin tổng hợp.\n" + template.format(2022, 779, "41.000", "20.508"))
+    assert same.alignment == 1.0
 
 
 def test_containment_and_block_decide_where_similarity_is_low() -> None:
@@ -237,6 +266,17 @@ def test_a_short_copy_of_a_long_article_is_found_through_its_sentences(session: 
     assert copy.story_id == original.story_id
 
 
+def test_a_reworded_copy_is_found_through_its_folded_sentence_openings(session: Session) -> None:
+    """A light rewording shares too few shingles for the MinHash buckets and no sentence word
+    for word; some of its sentences keep their opening words, which bring the original."""
+    pair = next(p for p in _real_pairs() if p["id"] == "01ea96ac67")
+    assert similarity(pair["a_text"], pair["b_text"]) < 0.3
+    original = _add_article(session, "sggp", "decision", pair["b_text"], "2022-04-22T10:00:00")
+    copy = _add_article(session, "apbac", "decision", pair["a_text"], "2022-04-23T07:34:00")
+    session.commit()
+    assert copy.story_id == original.story_id
+
+
 # --- command line ---------------------------------------------------------------------------
 
 
@@ -249,7 +289,7 @@ def test_cli_dedup_pairs_writes_one_verdict_per_line(tmp_path: Path) -> None:
     verdicts = [json.loads(line) for line in result.output.splitlines()]
     assert [v["duplicate"] for v in verdicts] == [p["duplicate"] for p in pairs]
     assert all(0.0 <= v["similarity"] <= v["containment"] <= 1.0 and v["block"] >= 0
-               for v in verdicts)
+               and 0.0 <= v["alignment"] <= 1.0 for v in verdicts)
 
 
 def test_cli_dedup_pairs_reads_standard_input_and_answers_with_its_figures() -> None:
