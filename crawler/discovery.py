@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from urllib.parse import SplitResult, urljoin, urlsplit
 
 from lxml import html as lxml_html
@@ -76,6 +76,9 @@ _NEXT_LABELS = {
     for text in ("Trang sau", "Trang tiếp", "Tiếp", "Tiếp theo", "Sau", "Next", "Next page")
 } | {"»", "›", ">", ">>", "→", "tiếp »", "sau »"}
 _NEXT_CLASS = re.compile(r"(?:^|[\s_-])next(?:$|[\s_-])", re.I)
+# A root-relative href that urljoin would only prefix with the origin: no "//" host, no
+# backslash or ";" (path parameters), no "." or ".." segment, no empty query.
+_PLAIN_ROOT_PATH = re.compile(r"(?!.*/\.\.?(?:[/?#]|$))(?!.*\?(?:#|$))/(?![/\\])[^\\;]*$")
 _HEADLINE_WORDS = 5
 _MIN_TITLE_WORDS = 3
 
@@ -87,6 +90,16 @@ class _Link:
     element: lxml_html.HtmlElement
 
 
+@dataclass(frozen=True, slots=True)
+class _Region:
+    """What an element says about the links inside it."""
+
+    item: bool  # an <article> or <li>: a card or list item
+    chrome: bool  # page chrome: nav, header, footer, sidebar, pager (by tag, class or id)
+    navigation: bool  # navigation even inside an item (its own header/footer is not)
+    sidebar: bool  # a box headed "Tin khác", "Đọc nhiều"...: other articles
+
+
 @dataclass
 class _PageFacts:
     """Per-element facts computed once per page, so that discovery stays linear in the page
@@ -94,7 +107,7 @@ class _PageFacts:
     thousands of times."""
 
     sibling_signatures: dict[lxml_html.HtmlElement, Counter] = field(default_factory=dict)
-    sidebar_headings: dict[lxml_html.HtmlElement, bool] = field(default_factory=dict)
+    regions: dict[lxml_html.HtmlElement, _Region] = field(default_factory=dict)
 
     def twins(self, node: lxml_html.HtmlElement, parent: lxml_html.HtmlElement) -> int:
         """How many children of ``parent`` share ``node``'s tag and class."""
@@ -104,64 +117,87 @@ class _PageFacts:
             self.sibling_signatures[parent] = counts
         return counts[(node.tag, node.get("class"))]
 
-    def has_sidebar_heading(self, element: lxml_html.HtmlElement) -> bool:
-        known = self.sidebar_headings.get(element)
+    def region(self, element: lxml_html.HtmlElement) -> _Region:
+        known = self.regions.get(element)
         if known is None:
-            known = self.sidebar_headings[element] = _has_sidebar_heading(element)
+            tag = element.tag if isinstance(element.tag, str) else ""
+            marker = f"{element.get('class') or ''} {element.get('id') or ''}"
+            known = self.regions[element] = _Region(
+                item=tag in ("article", "li"),
+                chrome=tag in _CHROME_TAGS or bool(_CHROME_REGION.search(marker)),
+                navigation=tag in ("nav", "aside") or _is_navigation_marker(marker),
+                sidebar=_has_sidebar_heading(element))
         return known
+
+
+class ListingPage:
+    """A listing page, parsed once for both its article links and its next page (a listing of
+    thousands of links costs its parse and link walk once, not once per question)."""
+
+    def __init__(self, html: str | bytes, base_url: str) -> None:
+        self.html = html
+        self.base_url = base_url
+
+    @cached_property
+    def links(self) -> list[_Link]:
+        """Every followable link of the page, in page order."""
+        tree = _parse(self.html)
+        return [] if tree is None else list(_links(tree, self.base_url))
+
+    def article_links(self, allowed_hosts: set[str] | frozenset[str] | list[str]) -> list[str]:
+        """The absolute URLs of the article links, in page order, unique.
+
+        ``allowed_hosts`` are the hosts the source serves (compared without ``www.``); links
+        to other hosts are never returned.
+        """
+        hosts = {_bare_host(h) for h in allowed_hosts}
+        page = _page_identity(urlsplit(self.base_url))
+        links = [link for link in self.links
+                 if _bare_host((parts := urlsplit(link.url)).hostname) in hosts
+                 and _page_identity(parts) != page]
+        facts = _PageFacts()
+        in_chrome = {id(link.element) for link in links if _in_chrome(link.element, facts)}
+        candidates = [link for link in links if id(link.element) not in in_chrome
+                      and _url_score(link.url) > 0]
+        blocks = _repeated_blocks(candidates, facts)
+        found: dict[str, None] = {}
+        for link in candidates:
+            if _is_article(link, blocks):
+                found.setdefault(link.url, None)
+        return list(found)
+
+    def next_page(self, current_page: int = 1) -> str | None:
+        """The URL of the page after ``current_page``, or None.
+
+        Looks for ``rel=next``, a "next" label or class ("Trang sau", "Tiếp", "»",
+        ``class=next``) and finally a numbered pager link whose text is ``current_page + 1``.
+        ``javascript:`` pagers are not followable and give None.
+        """
+        for link in self.links:
+            if "next" in (link.element.get("rel") or "").lower().split():
+                return link.url
+        for link in self.links:
+            label = link.text.strip()
+            if match_key(label) in _NEXT_LABELS or label in _NEXT_LABELS:
+                return link.url
+            if _NEXT_CLASS.search(link.element.get("class") or "") and not label.isdigit():
+                return link.url
+        wanted = str(current_page + 1)
+        for link in self.links:
+            if link.text.strip() == wanted and _in_pager(link.element):
+                return link.url
+        return None
 
 
 def find_article_links(html: str | bytes, base_url: str, allowed_hosts: set[str] | frozenset[str]
                        | list[str]) -> list[str]:
-    """Return the absolute URLs of the article links on a listing page, in page order, unique.
-
-    ``allowed_hosts`` are the hosts the source serves (compared without ``www.``); links to
-    other hosts are never returned.
-    """
-    tree = _parse(html)
-    if tree is None:
-        return []
-    hosts = {_bare_host(h) for h in allowed_hosts}
-    page = _page_identity(urlsplit(base_url))
-    links = [link for link, parts in _links_with_parts(tree, base_url)
-             if _bare_host(parts.hostname) in hosts and _page_identity(parts) != page]
-    facts = _PageFacts()
-    in_chrome = {id(link.element) for link in links if _in_chrome(link.element, facts)}
-    candidates = [link for link in links if id(link.element) not in in_chrome
-                  and _url_score(link.url) > 0]
-    blocks = _repeated_blocks(candidates, facts)
-    found: dict[str, None] = {}
-    for link in candidates:
-        if _is_article(link, blocks):
-            found.setdefault(link.url, None)
-    return list(found)
+    """The article links of a listing page (see :meth:`ListingPage.article_links`)."""
+    return ListingPage(html, base_url).article_links(allowed_hosts)
 
 
 def find_next_page(html: str | bytes, base_url: str, current_page: int = 1) -> str | None:
-    """Return the URL of the page after ``current_page`` of a listing, or None.
-
-    Looks for ``rel=next``, a "next" label or class ("Trang sau", "Tiếp", "»", ``class=next``)
-    and finally a numbered pager link whose text is ``current_page + 1``. ``javascript:``
-    pagers are not followable and give None.
-    """
-    tree = _parse(html)
-    if tree is None:
-        return None
-    links = list(_links(tree, base_url))
-    for link in links:
-        if "next" in (link.element.get("rel") or "").lower().split():
-            return link.url
-    for link in links:
-        label = link.text.strip()
-        if match_key(label) in _NEXT_LABELS or label in _NEXT_LABELS:
-            return link.url
-        if _NEXT_CLASS.search(link.element.get("class") or "") and not label.isdigit():
-            return link.url
-    wanted = str(current_page + 1)
-    for link in links:
-        if link.text.strip() == wanted and _in_pager(link.element):
-            return link.url
-    return None
+    """The URL of a listing's page after ``current_page`` (see :meth:`ListingPage.next_page`)."""
+    return ListingPage(html, base_url).next_page(current_page)
 
 
 def looks_like_article_url(url: str) -> bool:
@@ -184,14 +220,29 @@ def _parse(html: str | bytes) -> lxml_html.HtmlElement | None:
 
 def _links(tree: lxml_html.HtmlElement, base_url: str):
     base = urljoin(base_url, tree.xpath("string(//base/@href)") or base_url)
+    origin = _origin(base)
     for anchor in tree.iter("a"):
         href = (anchor.get("href") or "").strip()
         if not href or href.lower().startswith(_SKIPPED_SCHEMES):
             continue
-        url = urljoin(base, href).split("#", 1)[0]
+        url = _join(base, origin, href).split("#", 1)[0]
         if not url.startswith(("http://", "https://")):
             continue
         yield _Link(url, _link_text(anchor), anchor)
+
+
+def _origin(url: str) -> str | None:
+    """``scheme://host`` of an absolute http(s) URL, else None."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}" if parts.scheme in ("http", "https") else None
+
+
+def _join(base: str, origin: str | None, href: str) -> str:
+    """``urljoin(base, href)``, with a shortcut for the common root-relative href (``/a/b``,
+    no dot segment): a listing of thousands of links joins each one."""
+    if origin and _PLAIN_ROOT_PATH.match(href):
+        return origin + href
+    return urljoin(base, href)
 
 
 def _link_text(anchor: lxml_html.HtmlElement) -> str:
@@ -202,11 +253,6 @@ def _link_text(anchor: lxml_html.HtmlElement) -> str:
 def _bare_host(host: str | None) -> str:
     host = (host or "").lower().rstrip(".")
     return host[4:] if host.startswith("www.") else host
-
-
-def _links_with_parts(tree: lxml_html.HtmlElement, base_url: str):
-    for link in _links(tree, base_url):
-        yield link, urlsplit(link.url)
 
 
 def _page_identity(parts: SplitResult) -> tuple[str, str, str]:
@@ -257,16 +303,12 @@ def _in_chrome(element: lxml_html.HtmlElement, facts: _PageFacts) -> bool:
     """True when the link sits in navigation, header/footer, a sidebar or an "other news" box."""
     inside_item = False
     for ancestor in element.iterancestors():
-        tag = ancestor.tag if isinstance(ancestor.tag, str) else ""
-        if tag in ("article", "li"):
-            inside_item = True
-        marker = f"{ancestor.get('class') or ''} {ancestor.get('id') or ''}"
+        region = facts.region(ancestor)
+        inside_item = inside_item or region.item
         # An <article>'s own header/footer (card header, meta line) is not page chrome.
-        if not inside_item and (tag in _CHROME_TAGS or _CHROME_REGION.search(marker)):
+        if region.navigation if inside_item else region.chrome:
             return True
-        if inside_item and (tag in ("nav", "aside") or _is_navigation_marker(marker)):
-            return True
-        if facts.has_sidebar_heading(ancestor):
+        if region.sidebar:
             return True
     return False
 

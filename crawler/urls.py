@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import re
+from functools import lru_cache
 from urllib.parse import SplitResult, unquote_plus, urljoin, urlsplit, urlunsplit
 
 from courlan import normalize_url
@@ -65,11 +66,9 @@ def url_key(url: str, registry: Registry | None = None) -> str:
     """The identity of ``url``: equal for every form of one page's URL (see the module doc)."""
     text = url.strip() if isinstance(url, str) else ""
     try:
-        registry = _registry(registry)
-        canonical, source = _canonical(text, registry)
-        if not _is_web_url(canonical):
-            return canonical
-        parts = urlsplit(canonical)
+        parts, source = _canonical_parts(text, _registry(registry))
+        if parts is None:
+            return text
         path = parts.path.lower() if source and source.case_insensitive_paths else parts.path
         query = "&".join(sorted(parts.query.split("&"))) if parts.query else ""
         return urlunsplit(parts._replace(path=path, query=query))
@@ -127,16 +126,33 @@ def _is_web_url(text: str) -> bool:
 
 
 def _canonical(text: str, registry: Registry | None) -> tuple[str, Source | None]:
-    safe = safe_url_string(text) if _is_web_url(text) else ""
-    if not _is_web_url(safe):
-        return text, None
-    parts = urlsplit(safe)
-    origin = urlsplit(normalize_url(SplitResult(parts.scheme, parts.netloc, "", "", "")))
-    source = registry.source_for_host(origin.hostname or "") if registry else None
-    scheme, netloc = _source_origin(origin, source)
+    parts, source = _canonical_parts(text, registry)
+    return (urlunsplit(parts), source) if parts is not None else (text, None)
+
+
+def _canonical_parts(text: str, registry: Registry | None
+                     ) -> tuple[SplitResult | None, Source | None]:
+    """The parts of ``text``'s canonical URL and its source; (None, None) for a string that is
+    not an absolute http(s) URL."""
+    if not _is_web_url(text):
+        return None, None
+    parts = urlsplit(safe_url_string(text))
+    if parts.scheme.lower() not in _WEB_SCHEMES or not parts.hostname:
+        return None, None
+    scheme, netloc, source = _origin(parts.scheme, parts.netloc, registry)
     path = _upper_escapes(parts.path) or "/"
     query = _upper_escapes(_drop_tracking(parts.query))
-    return urlunsplit((scheme, netloc, path, query, "")), source
+    return SplitResult(scheme, netloc, path, query, ""), source
+
+
+@lru_cache(maxsize=4096)
+def _origin(scheme: str, netloc: str, registry: Registry | None
+            ) -> tuple[str, str, Source | None]:
+    """Canonical scheme and netloc of an origin, and its source (cached: a listing's thousands
+    of links share a few origins, and courlan's normalisation is the costly part)."""
+    origin = urlsplit(normalize_url(SplitResult(scheme, netloc, "", "", "")))
+    source = registry.source_for_host(origin.hostname or "") if registry else None
+    return (*_source_origin(origin, source), source)
 
 
 def _source_origin(origin: SplitResult, source: Source | None) -> tuple[str, str]:

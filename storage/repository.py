@@ -16,7 +16,8 @@ from datetime import UTC, date, datetime, timedelta
 from itertools import islice
 from typing import TypeVar
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
@@ -374,41 +375,84 @@ class OwedLink:
 
 def owe_articles(session: Session, links: Sequence[OwedLink], *, error: str, attempted: bool,
                  policy: OwedPolicy) -> list[OwedArticle]:
-    """Record the articles of ``links`` as owed after ``error`` (``attempted``: each was
-    fetched and failed; otherwise deferred, e.g. by the per-source cap: due at the next run).
-    Rows are looked up and inserted in bulk: a listing may defer thousands at once."""
+    """Record the articles of ``links`` as owed after ``error``; return those given up now.
+
+    ``attempted``: each was fetched and failed (its attempts and backoff grow, up to giving
+    up); otherwise it was deferred (the per-source cap, a stopped crawl) and is due at the
+    next run. A listing may defer thousands at once, so deferred links are written with a few
+    bulk statements and never loaded; attempted ones (one at a time, in practice) are.
+    """
     now = utcnow()
     links = list({link.key: link for link in links}.values())
-    existing: dict[str, OwedArticle] = {}
-    for chunk in _chunks([link.key for link in links]):
-        existing.update((owed.url_key, owed) for owed in session.scalars(
-            select(OwedArticle).where(OwedArticle.url_key.in_(chunk))))
-    new = [OwedArticle(url_key=link.key, url=link.url, source_name=link.source,
-                       found_on=link.found_on, state="owed", attempts=0, first_seen_at=now,
-                       next_attempt_at=now) for link in links if link.key not in existing]
-    try:
-        with session.begin_nested():
-            session.add_all(new)
-    except IntegrityError:  # another process owed some of them meanwhile: one at a time
-        new = [_get_or_insert(
-            session,
-            lambda row=row: session.scalar(select(OwedArticle).where(
-                OwedArticle.url_key == row.url_key)),
-            lambda row=row: OwedArticle(**{c: getattr(row, c) for c in (
-                "url_key", "url", "source_name", "found_on", "state", "attempts",
-                "first_seen_at", "next_attempt_at")}))[0] for row in new]
-    rows = {**existing, **{row.url_key: row for row in new}}
+    existing = _owed_keys(session, [link.key for link in links])
+    _insert_owed(session, [link for link in links if link.key not in existing], error, now)
+    if attempted:
+        return _fetch_failed(session, links, error, now, policy)
+    _set_last_error(session, [link for link in links if link.key in existing], error)
+    return []
+
+
+def _owed_keys(session: Session, keys: Sequence[str]) -> set[str]:
+    """Those of ``keys`` that are owed (or given up) already."""
+    found: set[str] = set()
+    for chunk in _chunks(keys):
+        found.update(session.scalars(select(OwedArticle.url_key)
+                                     .where(OwedArticle.url_key.in_(chunk))))
+    return found
+
+
+def _insert_owed(session: Session, links: Sequence[OwedLink], error: str, now: datetime
+                 ) -> None:
+    """New owed rows, due now, in one statement; a row another process inserted meanwhile
+    (same URL key) is left as it is."""
+    if not links:
+        return
+    rows = [{"url_key": link.key, "url": link.url, "source_name": link.source,
+             "found_on": link.found_on, "state": "owed", "attempts": 0, "last_error": error,
+             "first_seen_at": now, "next_attempt_at": now} for link in links]
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    table = OwedArticle.__table__  # a Core insert: the ORM's bulk path costs ~40 µs a row
+    session.execute(dialect.insert(table).on_conflict_do_nothing(
+        index_elements=[table.c.url_key]), rows)
+
+
+def _set_last_error(session: Session, links: Sequence[OwedLink], error: str) -> None:
+    """Owed rows linked again: their latest error, and the page that linked them (a listing's
+    links share it, so one statement per page and chunk)."""
+    by_page: dict[str | None, list[str]] = {}
     for link in links:
-        owed = rows[link.key]
+        by_page.setdefault(link.found_on, []).append(link.key)
+    for found_on, keys in by_page.items():
+        values: dict[str, str] = {"last_error": error}
+        if found_on:
+            values["found_on"] = found_on
+        for chunk in _chunks(keys):
+            session.execute(update(OwedArticle).where(OwedArticle.url_key.in_(chunk))
+                            .values(**values).execution_options(synchronize_session=False))
+
+
+def _fetch_failed(session: Session, links: Sequence[OwedLink], error: str, now: datetime,
+                  policy: OwedPolicy) -> list[OwedArticle]:
+    """One more failed attempt for each of ``links`` (owed rows); those given up now. A row
+    another crawl settled meanwhile (it stored the article) is gone and stays gone."""
+    rows: dict[str, OwedArticle] = {}
+    for chunk in _chunks([link.key for link in links]):
+        rows.update((owed.url_key, owed) for owed in session.scalars(
+            select(OwedArticle).where(OwedArticle.url_key.in_(chunk))))
+    given_up = []
+    for link in links:
+        owed = rows.get(link.key)
+        if owed is None:
+            continue
         owed.found_on = link.found_on or owed.found_on
         owed.last_error = error
-        if attempted:
-            owed.attempts += 1
-            owed.last_attempt_at = now
-            owed.next_attempt_at = now + policy.wait_after(owed.attempts)
-            if owed.attempts >= policy.max_attempts:
-                owed.state = "gave_up"
-    return [rows[link.key] for link in links]
+        owed.attempts += 1
+        owed.last_attempt_at = now
+        owed.next_attempt_at = now + policy.wait_after(owed.attempts)
+        if owed.attempts >= policy.max_attempts and owed.state != "gave_up":
+            owed.state = "gave_up"
+            given_up.append(owed)
+    return given_up
 
 
 def due_owed(session: Session, source: str, limit: int) -> Sequence[OwedArticle]:

@@ -70,10 +70,8 @@ def database(crawled_database: str) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def default_home(database: str, tmp_path_factory: pytest.TempPathFactory) -> Path | None:
+def default_home(database: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A user data folder holding the crawled mirror as the default database (SQLite only)."""
-    if not database.startswith("sqlite"):
-        return None
     home = tmp_path_factory.mktemp("data-home")
     (home / "dtmon").mkdir()
     with sqlite3.connect(database.removeprefix("sqlite:///")) as origin, \
@@ -84,11 +82,10 @@ def default_home(database: str, tmp_path_factory: pytest.TempPathFactory) -> Pat
     return home
 
 
+@pytest.mark.parametrize("crawled_database", ["sqlite"], indirect=True)  # the default is a file
 def test_articles_list_finds_the_default_database_from_any_folder(
-    default_home: Path | None, tmp_path: Path
+    default_home: Path, tmp_path: Path
 ) -> None:
-    if default_home is None:
-        pytest.skip("the default database is a SQLite file")
     elsewhere = tmp_path / "somewhere" / "else"
     elsewhere.mkdir(parents=True)
     from_root = json_lines(dtmon("articles", "list", "--json", database=None, cwd=REPO_ROOT,

@@ -1,6 +1,6 @@
 """`dtmon crawl` exits 0 only when the crawl worked: every request refused, or every source
 answering 404, is a failed run with its own exit status, and some failed sources a partial one;
-the summary's first line says which (on SQLite and on PostgreSQL)."""
+the summary's first line says which (on SQLite: the backend plays no part)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import pytest
 from monitor.cli.crawl import EXIT_CODES
 from monitor.health import RunOutcome
 from monitor.mirror import MirrorServer
+from tests.fixtures.database import SQLITE_ONLY
 from tests.fixtures.shared_data import REPO_ROOT
 
 NOT_MIRRORED = ["hanoi", "haiphong"]  # registry sources the mirror does not hold: 404
@@ -52,6 +53,7 @@ def test_exit_codes_are_distinct() -> None:
     assert not {1, 2} & set(EXIT_CODES.values())  # 1: configuration/database, 2: usage
 
 
+@SQLITE_ONLY
 def test_a_crawl_with_every_request_refused_fails(database_url: str, tmp_path: Path) -> None:
     done = _crawl(database_url, tmp_path, f"http://127.0.0.1:{_closed_port()}", "dongnai")
 
@@ -63,6 +65,7 @@ def test_a_crawl_with_every_request_refused_fails(database_url: str, tmp_path: P
     assert _run_statuses(database_url, tmp_path) == ["failed"]
 
 
+@SQLITE_ONLY
 def test_all_sources_404_fail_and_some_failed_sources_are_partial(
     database_url: str, tmp_path: Path, sites_dir: Path
 ) -> None:

@@ -9,7 +9,7 @@ from urllib.parse import urljoin
 import pytest
 from lxml import html as lxml_html
 
-from crawler.discovery import find_article_links, find_next_page
+from crawler.discovery import ListingPage, find_article_links, find_next_page
 from crawler.middlewares import detect_interstitial
 from crawler.sources import Registry, load_registry
 from crawler.urls import url_key
@@ -142,6 +142,17 @@ def test_numbered_pager_gives_the_following_number() -> None:
     assert find_next_page(page, "https://x.vn/l?p=2", 2) == "https://x.vn/l?p=3"
     assert find_next_page(page, "https://x.vn/l?p=3", 3) is None
     assert find_next_page('<a href="javascript:loadPage(2)">2</a>', "https://x.vn/l", 1) is None
+
+
+@pytest.mark.parametrize("base", ["https://www.tinh.gov.vn/tin-tuc/danh-sach?page=2",
+                                  "http://tinh.gov.vn:8080/a/b;p"])
+def test_links_resolve_exactly_as_urljoin(base: str) -> None:
+    hrefs = ["/tin-tuc/bai-1.html", "/a/./b", "/a/../b", "/..", "/.", "/a/..", "//cdn.vn/x",
+             "/\\x", "/a?x=../b", "/tin tức/ả", "/a/..b", "/", "/?p=2", "/a;p?q", "/bb;",
+             "/a?", "/a/%2e%2e/b", "b/c", "../c", "?p=3", "https://tinh.gov.vn/d"]
+    page = "".join(f"<a href='{href}'>x</a>" for href in hrefs)
+    links = [link.url for link in ListingPage(page, base).links]
+    assert links == [urljoin(base, href) for href in hrefs]
 
 
 def test_other_hosts_and_garbage_give_nothing() -> None:

@@ -7,12 +7,16 @@
 * A small site served by the mirror server (written here, not the offline mirror) for the
   silent drops: a year-0001 date, a 2,100-character URL, a URL over the crawler's bound, an
   exception while storing one article; and a listing of 5,000 links under the per-source cap.
+* The owed list itself: thousands of links owed in bulk, each keeping its attempts and
+  history, and giving up said once.
 
-Every test on ``database_url`` runs on SQLite and on PostgreSQL.
+The silent drops and the cap run on SQLite and on PostgreSQL; the fault matrix, whose subject
+is the crawl, on SQLite.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
 import os
@@ -22,6 +26,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select, text
+from sqlalchemy.orm import Session
 
 from bench.heal import FAST, FAULTS, heal_round, t1_gold_by_host
 from crawler.urls import MAX_URL_LENGTH, url_key
@@ -31,6 +36,7 @@ from monitor.records import run_record
 from storage import repository
 from storage.db import init_db, make_engine, session_factory
 from storage.models import Article
+from tests.fixtures.database import SQLITE_ONLY
 from tests.fixtures.shared_data import REPO_ROOT
 
 HOST = "so-thu-nghiem.gov.vn"
@@ -46,6 +52,7 @@ INJECTED = "injected storage failure"
 # ---------------------------------------------------------------------------- healing
 
 
+@SQLITE_ONLY
 @pytest.mark.parametrize("fault", list(FAULTS.values()), ids=list(FAULTS))
 def test_a_fault_on_one_article_of_each_host_heals_in_one_clean_crawl(
         fault: str, database_url: str, sites_dir: Path) -> None:
@@ -223,7 +230,48 @@ def test_a_listing_of_5000_links_is_capped_per_source_and_the_rest_is_owed(
         with site.sessions() as session:
             owed = repository.owed_counts(session)["thunghiem"]
         assert owed == {"owed": 4980, "gave_up": 0}
+        pending = site.owed()  # what `dtmon pending --json` shows
+        assert len(pending) == 4980 and links[0][0] not in pending
+        last = pending[links[-1][0]]
+        assert (last["found_on"], last["attempts"], last["state"]) == (LISTING, 0, "owed")
+        assert "over the cap of 20" in last["last_error"]
         second = site.crawl(DTMON_MAX_ARTICLES_PER_SOURCE="20")  # the backlog, 20 at a time
         assert second["stats"]["owed_retried"] == 20 and len(site.stored()) == 30
     finally:
         site.close()
+
+
+def test_owing_thousands_in_bulk_keeps_each_articles_history(session: Session) -> None:
+    policy = repository.OwedPolicy(max_attempts=2)
+    page1, page2 = LISTING, f"{LISTING}?page=2"
+    links = [repository.OwedLink("thunghiem", f"https://{HOST}/tin-{n}.html", f"key-{n}", page1)
+             for n in range(1200)]  # more than one IN-clause chunk
+    deferred = repository.owe_articles(session, [*links, links[0]], error="deferred: over the cap",
+                                       attempted=False, policy=policy)
+    session.commit()
+    assert deferred == []
+    assert repository.owed_counts(session) == {"thunghiem": {"owed": 1200, "gave_up": 0}}
+    assert len(repository.due_owed(session, "thunghiem", 5000)) == 1200  # due at the next run
+
+    # The first one failed once; then all are deferred again, by another page.
+    first = dataclasses.replace(links[0], found_on=page2)
+    assert repository.owe_articles(session, [first], error="HTTP 503", attempted=True,
+                                   policy=policy) == []
+    repository.owe_articles(session, [dataclasses.replace(link, found_on=page2)
+                                      for link in links[:600]],
+                            error="deferred again", attempted=False, policy=policy)
+    session.commit()
+    owed = {row.url_key: row for row in repository.list_owed(session, "thunghiem")}
+    assert len(owed) == 1200
+    assert (owed["key-0"].attempts, owed["key-0"].last_error) == (1, "deferred again")
+    assert (owed["key-1"].found_on, owed["key-1"].last_error) == (page2, "deferred again")
+    assert (owed["key-999"].found_on, owed["key-999"].attempts) == (page1, 0)
+
+    # A second failure reaches max_attempts: given up, said once.
+    gave_up = repository.owe_articles(session, [first], error="HTTP 503", attempted=True,
+                                      policy=policy)
+    assert [row.url_key for row in gave_up] == ["key-0"]
+    assert repository.owe_articles(session, [first], error="HTTP 503", attempted=True,
+                                   policy=policy) == []
+    session.commit()
+    assert repository.owed_counts(session) == {"thunghiem": {"owed": 1199, "gave_up": 1}}

@@ -1,7 +1,7 @@
 """Stopping cleanly: SIGTERM and SIGINT to `dtmon crawl` and to the daemon stop the spider
 process and record the run ``interrupted``; kill -9 leaves a run that the next `dtmon status`
 shows ``failed``. Real processes, a real mirror server whose article pages answer slowly (so
-that the signal lands mid-crawl), a real database (SQLite and PostgreSQL).
+that the signal lands mid-crawl), a real database (SQLite; after kill -9 PostgreSQL too).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from monitor.faults import load_fault_plan
 from monitor.mirror import MirrorServer
 from storage.db import init_db, make_engine, session_factory
 from storage.models import Article, CrawlRun, FetchState
+from tests.fixtures.database import SQLITE_ONLY
 from tests.fixtures.shared_data import REPO_ROOT
 
 SOURCES = ["hungyen", "hue"]
@@ -99,6 +100,7 @@ def slow_mirror(sites_dir: Path):
         yield mirror
 
 
+@SQLITE_ONLY
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_a_signal_to_dtmon_crawl_stops_its_spider_and_records_interrupted(
         signum: int, database_url: str, slow_mirror: MirrorServer, sites_dir: Path,
@@ -130,6 +132,7 @@ def test_a_signal_to_dtmon_crawl_stops_its_spider_and_records_interrupted(
     engine.dispose()
 
 
+@SQLITE_ONLY
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_a_signal_to_the_daemon_stops_its_crawls_and_records_them_interrupted(
         signum: int, database_url: str, slow_mirror: MirrorServer) -> None:

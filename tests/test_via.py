@@ -2,7 +2,7 @@
 
 Each crawl runs in a subprocess (the Twisted reactor cannot restart inside pytest), from the
 repo root so crawler/settings.py (which registers the via handler) applies; dtmon's storage
-pipeline records it in ``database_url``, so every test runs once per backend.
+pipeline records it in a SQLite ``database_url`` (the contract is HTTP's, not the database's).
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from typing import Any, Protocol
 
 import pytest
 
+from tests.fixtures.database import SQLITE_ONLY
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PROBE = REPO_ROOT / "tests" / "spiders_for_tests" / "via_probe.py"
 VOV_LISTING = "https://vov.vn/chuyen-doi-so"
@@ -25,6 +27,8 @@ HUE_PATH = ("/vi-vn/Tin-tuc-su-kien/tid/Festival-Hue-2024-Se-Dien-Ra-Bon-Mua-Tro
             "/newsid/546C8472-E619-272D-24F2-DF400333C0BF/cid/1E5D21CD-3B48-3932-31E6-A6180589A745")
 HAGIANG_MORE = ("https://hagiang.gov.vn/DesktopModule/UIArticleInMenu/"
                 "ArticleInMenuPagination.aspx/LoadArticle")
+
+pytestmark = SQLITE_ONLY
 
 
 class Crawl(Protocol):

@@ -36,6 +36,7 @@ per page, for all its links. Default: nothing is known.
 from __future__ import annotations
 
 import re
+import time
 import zlib
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Iterator, Sequence
@@ -51,7 +52,7 @@ from scrapy.spidermiddlewares.httperror import HttpError
 from scrapy.utils.sitemap import Sitemap
 from twisted.python.failure import Failure
 
-from crawler.discovery import find_article_links, find_next_page
+from crawler.discovery import ListingPage
 from crawler.extraction import extract_article
 from crawler.incremental import CONDITIONAL
 from crawler.items import ArticleItem
@@ -248,17 +249,20 @@ class NewsSpider(scrapy.Spider):
 
     def parse_listing(self, response: Response) -> Iterator[Request]:
         """A listing page: its article links, then the next page while new links keep coming."""
+        started, cpu = time.perf_counter(), time.process_time()
         source = self._fetched(response)
         listing: Listing = source.listings[response.meta["dtmon_listing"]]
         page: int = response.meta["dtmon_page"]
         html = response.text if isinstance(response, TextResponse) else ""
-        links = self._listing_links(source, listing, response, html)
+        parsed = ListingPage(html, response.url)  # parsed once for links and next page
+        links = self._listing_links(source, listing, response, parsed)
         self._remember_listing(source, response)
         candidates = (self._discovered(source, links, response.url) if page == 1
                       else self._article_candidates(source, links))
         new = list(self._follow_articles(source, candidates, response.url))
-        self.logger.info("[%s] listing %s page %d: %d article link(s), %d new",
-                         source.name, response.url, page, len(links), len(new))
+        self.logger.info("[%s] listing %s page %d: %d article link(s), %d new (%.2f s, "
+                         "CPU %.2f s)", source.name, response.url, page, len(links), len(new),
+                         time.perf_counter() - started, time.process_time() - cpu)
         yield from new
         if not new:
             return
@@ -266,29 +270,29 @@ class NewsSpider(scrapy.Spider):
             self.logger.info("[%s] listing %s: stopped at max_pages=%d", source.name,
                              listing.url, listing.max_pages)
             return
-        next_request = self._next_listing_request(source, listing, response, html, page)
+        next_request = self._next_listing_request(source, listing, response, parsed, page)
         if next_request is not None:
             yield next_request
 
     def _listing_links(self, source: Source, listing: Listing, response: Response,
-                       html: str) -> list[str]:
-        if not html:
+                       parsed: ListingPage) -> list[str]:
+        if not parsed.html:
             return []
         if listing.links:
             hrefs = response.css(listing.links).xpath("descendant-or-self::*/@href").getall()
             return [urljoin(response.url, href.strip()) for href in hrefs]
-        return find_article_links(html, response.url, set(source.all_hosts))
+        return parsed.article_links(source.all_hosts)
 
     def _next_listing_request(self, source: Source, listing: Listing, response: Response,
-                              html: str, page: int) -> Request | None:
+                              parsed: ListingPage, page: int) -> Request | None:
         meta = {"dtmon_listing": response.meta["dtmon_listing"], "dtmon_page": page + 1}
         template = listing.next_page
         if template is None:
-            url = find_next_page(html, response.url, page)
+            url = parsed.next_page(page)
             if url is None or not self._allowed(source, url):
                 return None
             return self._listing_request(source, url, "GET", {}, meta)
-        values = response.meta.get("dtmon_values") or template.values_from(html)
+        values = response.meta.get("dtmon_values") or template.values_from(response.text)
         try:
             url, form = template.render(template.first + page - 1, values)
         except KeyError as missing:
@@ -315,8 +319,9 @@ class NewsSpider(scrapy.Spider):
 
     def _article_candidates(self, source: Source, links: Iterable[str]) -> list[str]:
         """The links that may be articles of ``source`` (its hosts, its article URL pattern)."""
+        hosts = _bare_hosts(source)
         return [link for link in dict.fromkeys(links)
-                if self._allowed(source, link) and source.is_article_url(link) is not False]
+                if _on_hosts(link, hosts) and source.is_article_url(link) is not False]
 
     def _discovered(self, source: Source, links: Iterable[str], url: str) -> list[str]:
         """The article candidates of a feed, sitemap or first listing page, counted."""
@@ -587,12 +592,7 @@ class NewsSpider(scrapy.Spider):
             self._discovery_pending[source.name] -= 1
 
     def _allowed(self, source: Source, url: str) -> bool:
-        try:
-            parts = urlsplit(url)
-        except ValueError:
-            return False
-        hosts = {bare_host(h) for h in source.all_hosts}
-        return parts.scheme in ("http", "https") and bare_host(parts.hostname or "") in hosts
+        return _on_hosts(url, _bare_hosts(source))
 
     def _count(self, source: Source, what: str, count: int = 1) -> None:
         self.crawler.stats.inc_value(f"dtmon/{source.name}/{what}", count)
@@ -611,6 +611,19 @@ class NewsSpider(scrapy.Spider):
         """A page with no article text: counted, and recorded as an error with its reason."""
         self._count(source, "empty_pages")
         self._error(source, f"{why}, not stored: {url}")
+
+
+def _bare_hosts(source: Source) -> set[str]:
+    return {bare_host(h) for h in source.all_hosts}
+
+
+def _on_hosts(url: str, hosts: set[str]) -> bool:
+    """Whether ``url`` is an http(s) URL on one of ``hosts`` (bare host names)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bare_host(parts.hostname or "") in hosts
 
 
 def _refused_for_good(failure: Failure) -> bool:
