@@ -24,7 +24,7 @@ from courlan import normalize_url
 from w3lib.url import safe_url_string
 
 from crawler.sources import Registry, Source, SourceConfigError, bare_host, default_registry
-from storage.models import URL_LENGTH
+from storage.schema import URL_LENGTH
 
 log = logging.getLogger(__name__)
 

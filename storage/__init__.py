@@ -1,1 +1,2 @@
-"""dtmon storage: SQLAlchemy models, database access, repositories and migrations."""
+"""dtmon storage: the schema (Core tables) and its ORM models, database access, read queries,
+repositories and migrations."""

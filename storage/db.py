@@ -30,10 +30,10 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
-from sqlalchemy.orm import Session, sessionmaker
 
 if TYPE_CHECKING:
     from alembic.config import Config
+    from sqlalchemy.orm import Session, sessionmaker
 
 DATABASE_URL_ENV = "DTMON_DATABASE_URL"
 SUPPORTED_URLS = "sqlite:///path/to/file.db or postgresql://user:password@host:port/database"
@@ -157,6 +157,8 @@ def make_engine(url: str | None = None, pool_size: int | None = None) -> Engine:
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     """A session factory bound to ``engine``; objects stay readable after commit."""
+    from sqlalchemy.orm import sessionmaker  # the ORM: not imported by Core-only readers
+
     return sessionmaker(bind=engine, expire_on_commit=False)
 
 

@@ -12,11 +12,11 @@ import hashlib
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from itertools import islice
 from typing import TypeVar
 
-from sqlalchemy import Select, func, or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
@@ -31,8 +31,9 @@ from storage.models import (
     OwedArticle,
     Source,
 )
+from storage.reading import article_query
+from storage.schema import VIETNAM, utc_naive
 
-VIETNAM = timezone(timedelta(hours=7))
 # Stays well below every backend's limit on bound parameters per statement.
 _IN_CHUNK = 500
 
@@ -40,13 +41,6 @@ T = TypeVar("T")
 
 
 # --- time and content helpers ---------------------------------------------------------------
-
-
-def utc_naive(moment: datetime) -> datetime:
-    """``moment`` as naive UTC, the form every DateTime column holds (naive input is UTC)."""
-    if moment.tzinfo is None:
-        return moment
-    return moment.astimezone(UTC).replace(tzinfo=None)
 
 
 def utcnow() -> datetime:
@@ -218,41 +212,11 @@ def iter_articles(
     limit: int | None = None,
     batch: int = 500,
 ) -> Iterator[Article]:
-    """Stream articles, newest first, ``batch`` rows at a time.
-
-    ``since`` keeps articles dated (published, else fetched) at or after it; a bare date
-    means midnight in Vietnam, a naive datetime is UTC. ``source`` is a registry name.
-    """
-    statement = _article_query(since=since, source=source, province=province, relevant=relevant)
-    if limit is not None:
-        statement = statement.limit(limit)
+    """Stream the articles that pass the filters (see :func:`storage.reading.article_query`),
+    newest first, ``batch`` rows at a time."""
+    statement = article_query(select(Article), since=since, source=source, province=province,
+                              relevant=relevant, limit=limit)
     yield from session.scalars(statement.execution_options(yield_per=batch))
-
-
-def _article_query(
-    *,
-    since: datetime | date | None,
-    source: str | None,
-    province: str | None,
-    relevant: bool | None,
-) -> Select:
-    dated = func.coalesce(Article.published_at, Article.fetched_at)
-    statement = select(Article).order_by(dated.desc(), Article.id.desc())
-    if since is not None:
-        statement = statement.where(dated >= _as_utc_moment(since))
-    if source is not None:
-        statement = statement.join(Article.source).where(Source.name == source)
-    if province is not None:
-        statement = statement.where(Article.province == province)
-    if relevant is not None:
-        statement = statement.where(Article.relevant.is_(relevant))
-    return statement
-
-
-def _as_utc_moment(moment: datetime | date) -> datetime:
-    if isinstance(moment, datetime):
-        return utc_naive(moment)
-    return utc_naive(datetime.combine(moment, time(), tzinfo=VIETNAM))
 
 
 def get_article(session: Session, id_or_url: int | str) -> Article | None:

@@ -317,6 +317,34 @@ def test_a_title_made_of_rich_markup_prints_as_text(command: list[str], database
     assert MARKUP_TITLE in done.stdout
 
 
+# --- a quick start ---------------------------------------------------------------------------
+
+# What `dtmon articles list` must start without (bench/cli.py times it): the ORM and the
+# migrations (its table reads through SQLAlchemy Core), the crawler and its registry, the web
+# server, alerting, Parquet, Redis, and the PostgreSQL driver when the database is SQLite.
+NOT_IMPORTED_BY_ARTICLES_LIST = ("sqlalchemy.orm", "alembic", "storage.models",
+                                 "storage.repository", "scrapy", "trafilatura",
+                                 "crawler.sources", "fastapi", "uvicorn", "apprise", "pyarrow",
+                                 "redis")
+
+
+def test_articles_list_imports_neither_the_orm_nor_the_crawler(database: str,
+                                                              tmp_path: Path) -> None:
+    env = {**os.environ, "DTMON_DATABASE_URL": database, "PYTHONPATH": str(REPO_ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "monitor", "articles", "list",
+         "--source", "hung yen", "--province", "HƯNG YÊN", "--since", "2020-01-01", "--relevant"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "Hưng Yên" in done.stdout and "3 article(s)" in done.stdout
+    imported = {line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert "storage.reading" in imported  # the list of imports is the real one
+    unwanted = {*NOT_IMPORTED_BY_ARTICLES_LIST, *(["psycopg"] if "sqlite" in database else [])}
+    assert sorted(name for name in imported
+                  if any(name == u or name.startswith(f"{u}.") for u in unwanted)) == []
+
+
 def test_csv_export_has_no_byte_order_mark_unless_asked(database: str, tmp_path: Path) -> None:
     plain_csv = dtmon("export", "--since", "2000-01-01", "--format", "csv",
                       "--output", str(tmp_path / "a.csv"), database=database, cwd=tmp_path)

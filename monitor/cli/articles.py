@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from monitor.cli.common import (
     console,
+    database_connection,
     database_session,
     echo_json_line,
     fail,
@@ -20,8 +21,11 @@ from monitor.cli.common import (
     where_database,
 )
 from monitor.clock import published_text
-from monitor.records import article_record
-from storage.repository import decompress_html, get_article, iter_articles
+from storage.reading import article_rows
+
+# The table of `articles list` reads through SQLAlchemy Core (storage.reading) and so starts
+# without the ORM; the ORM (storage.repository, monitor.records) is imported where --json or
+# `articles show` need whole articles.
 
 app = typer.Typer(help="Read the stored articles.", no_args_is_help=True)
 
@@ -46,25 +50,33 @@ def list_articles(
 ) -> None:
     """List stored articles, newest first (with --json: every field and the full text)."""
     since_day = _parse_day(since) if since else None
+    if as_json:
+        _print_article_records(since=since_day, source=source, province=province,
+                               relevant=relevant, limit=limit)
+        return
+    table = fitted_table(("id", "published", "source", "province", "relevant", "title"),
+                         shrink=("title",), right=("id",))
+    with database_connection() as connection:
+        rows = article_rows(connection, since=since_day, source=source_filter(connection, source),
+                            province=province_filter(connection, province), relevant=relevant,
+                            limit=limit)
+        for row in rows:
+            table.add_row(str(row.id), published_text(row.published)[:10], plain(row.source),
+                          plain(row.province), _yes_no(row.relevant), plain(row.title))
+    console.print(table)
+    print_plain(f"{table.row_count} article(s) in {where_database()}; dates as published "
+                f"(Vietnam time)", style="dim")
+
+
+def _print_article_records(*, source: str | None, province: str | None, **filters: Any) -> None:
+    """Every field of the articles passing the filters, one JSON object per line."""
+    from monitor.records import article_record
+    from storage.repository import iter_articles
+
     with database_session() as session:
-        articles = iter_articles(session, since=since_day, source=source_filter(session, source),
-                                 province=province_filter(session, province),
-                                 relevant=relevant, limit=limit)
-        if as_json:
-            for article in articles:
-                echo_json_line(article_record(article))
-            return
-        table = fitted_table(("id", "published", "source", "province", "relevant", "title"),
-                             shrink=("title",), right=("id",))
-        count = 0
-        for article in articles:
-            count += 1
-            table.add_row(str(article.id), published_text(article.published)[:10],
-                          plain(article.source.name), plain(article.province),
-                          _yes_no(article.relevant), plain(article.title))
-        console.print(table)
-        print_plain(f"{count} article(s) in {where_database()}; dates as published (Vietnam "
-                    f"time)", style="dim")
+        for article in iter_articles(session, source=source_filter(session, source),
+                                     province=province_filter(session, province), **filters):
+            echo_json_line(article_record(article))
 
 
 @app.command("show")
@@ -77,6 +89,8 @@ def show_article(
 ) -> None:
     """Show one article: metadata, every URL that led to it, topic terms and the clean text."""
     from crawler.urls import url_key
+    from monitor.records import article_record
+    from storage.repository import decompress_html, get_article
 
     with database_session() as session:
         found = get_article(session, article) or get_article(session, url_key(article))

@@ -6,17 +6,16 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Connection, Engine
 
 from monitor.clock import json_value
-from monitor.crawling import reap_orphaned_runs
 from storage.db import (
     StorageError,
     database_url,
@@ -26,7 +25,11 @@ from storage.db import (
     missing_database,
     prepare_database,
     session_factory,
+    storage_errors,
 )
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
 
 console = Console()
 err_console = Console(stderr=True)
@@ -42,7 +45,21 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 def open_database(url: str | None = None, *, create: bool = True
                   ) -> tuple[str, sessionmaker[Session]]:
-    """The database URL and a session factory on the migrated database; exits on failure.
+    """The database URL and a session factory on the migrated database, runs orphaned by a
+    dead process marked failed (see :func:`open_engine`); exits on failure."""
+    from monitor.crawling import reap_orphaned_runs
+
+    url, engine = open_engine(url, create=create)
+    sessions = session_factory(engine)
+    try:
+        reap_orphaned_runs(sessions)
+    except StorageError as exc:
+        fail(str(exc))
+    return url, sessions
+
+
+def open_engine(url: str | None = None, *, create: bool = True) -> tuple[str, Engine]:
+    """The database URL and an engine on the migrated database; exits on failure.
 
     With ``create=False`` (read-only commands) a SQLite file that does not exist is an error
     naming it, never a new empty database.
@@ -56,11 +73,9 @@ def open_database(url: str | None = None, *, create: bool = True
                  f"creates it; $DTMON_DATABASE_URL names another)")
         engine = make_engine(url)
         init_db(engine)
-        sessions = session_factory(engine)
-        reap_orphaned_runs(sessions)
     except StorageError as exc:
         fail(str(exc))
-    return url, sessions
+    return url, engine
 
 
 @contextmanager
@@ -71,6 +86,18 @@ def database_session(url: str | None = None) -> Iterator[Session]:
     try:
         with sessions() as session:
             yield session
+    except StorageError as exc:
+        fail(str(exc))
+
+
+@contextmanager
+def database_connection(url: str | None = None) -> Iterator[Connection]:
+    """A read connection (SQLAlchemy Core: no ORM to import, no runs to reap) on the configured
+    database (never created here); storage failures exit cleanly."""
+    _, engine = open_engine(url, create=False)
+    try:
+        with storage_errors(engine.url), engine.connect() as connection:
+            yield connection
     except StorageError as exc:
         fail(str(exc))
 
@@ -135,31 +162,31 @@ def print_plain(*parts: object, style: str | None = None) -> None:
                   highlight=False, soft_wrap=True)
 
 
-def province_filter(session: Session, value: str | None) -> str | None:
+def province_filter(session: Session | Connection, value: str | None) -> str | None:
     """The stored or registry province that ``value`` spells (see :func:`resolve_name`)."""
     if value is None:
         return None
     from sqlalchemy import select, union
 
-    from storage.models import Article, Source
+    from storage.schema import articles, sources
 
     stored = session.scalars(union(
-        select(Article.province).where(Article.province.is_not(None)).distinct(),
-        select(Source.province).where(Source.province.is_not(None)),
+        select(articles.c.province).where(articles.c.province.is_not(None)).distinct(),
+        select(sources.c.province).where(sources.c.province.is_not(None)),
     ))
     return resolve_name("province", value, list(stored),
                         lambda registry: [p.name for p in registry.provinces])
 
 
-def source_filter(session: Session, value: str | None) -> str | None:
+def source_filter(session: Session | Connection, value: str | None) -> str | None:
     """The stored or registry source name that ``value`` spells (see :func:`resolve_name`)."""
     if value is None:
         return None
     from sqlalchemy import select
 
-    from storage.models import Source
+    from storage.schema import sources
 
-    return resolve_name("source", value, list(session.scalars(select(Source.name))),
+    return resolve_name("source", value, list(session.scalars(select(sources.c.name))),
                         lambda registry: [s.name for s in registry.sources])
 
 
@@ -168,13 +195,14 @@ def resolve_name(kind: str, value: str, stored: list[str],
     """The ``kind`` name (a province, a source) that ``value`` spells, ignoring diacritics,
     case and spaces: among the ``stored`` names, else the source registry's. Exits naming the
     known ones when there is none."""
-    from crawler.sources import SourceConfigError, default_registry
     from crawler.vietnamese import name_key
 
     wanted = name_key(value)
     found = next((name for name in stored if name_key(name) == wanted), None)
     if found is not None:
         return found
+    from crawler.sources import SourceConfigError, default_registry  # YAML, pydantic models
+
     try:
         registered = from_registry(default_registry())
     except SourceConfigError:

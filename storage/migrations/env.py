@@ -1,10 +1,11 @@
-"""Alembic environment of dtmon: migrations follow storage/models.py.
+"""Alembic environment of dtmon: migrations follow storage/schema.py (the tables the ORM models
+of storage/models.py are mapped onto).
 
 Run them with :func:`storage.db.init_db` (the CLI and the daemon do it at start-up); there is
 no alembic.ini, the configuration is built in code by :func:`storage.db.alembic_config`.
 
 Nothing is released yet, so the schema is one revision, ``0001``, generated from the models.
-After changing storage/models.py, regenerate it with one command and review the diff:
+After changing storage/schema.py, regenerate it with one command and review the diff:
 
     scripts/regen-migration
 
