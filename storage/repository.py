@@ -20,7 +20,6 @@ from sqlalchemy import Select, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
-from crawler.vietnamese import match_key
 from storage.models import (
     Article,
     ArticleUrl,
@@ -30,6 +29,7 @@ from storage.models import (
     OwedArticle,
     Source,
 )
+from vntext import match_key
 
 VIETNAM = timezone(timedelta(hours=7))
 # Stays well below every backend's limit on bound parameters per statement.
