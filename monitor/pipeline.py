@@ -1,14 +1,20 @@
 """The storage pipeline: every scraped article goes to the database through monitor.ingest,
 and the crawl run's per-source counters are kept there too, so that `dtmon crawl` can show
-progress and a run record says what happened."""
+progress and a run record says what happened.
+
+It lives in monitor, above the crawler: crawler/settings.py names it by its dotted path in
+``ITEM_PIPELINES``, so the crawler never imports monitor."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
 from collections.abc import Collection
+from dataclasses import dataclass
 from datetime import timedelta
+from functools import cache
 from typing import Any
 
 from scrapy import Spider, signals
@@ -21,9 +27,10 @@ from twisted.internet import task
 from crawler.items import ArticleItem
 from crawler.sources import Registry
 from crawler.urls import url_key
-from monitor.alerts import ALERTS_SETTING, load_rules
-from monitor.ingest import ingest_article
+from monitor.alerts import ALERTS_SETTING, AlertRules, load_rules
+from monitor.ingest import ArticleAnalysis, IngestResult, ingest_article
 from monitor.topics import TopicModel, load_topics
+from monitor.writer import BatchWriter
 from storage import repository
 from storage.db import StorageError, init_db, make_engine, session_factory, session_scope
 from storage.repository import OwedLink
@@ -88,6 +95,10 @@ class StoragePipeline:
         if not self.refresh:
             spider.known_url_keys = self.stored_keys
         spider.owed = self
+        self.writer = BatchWriter(self.sessions, self.store,
+                                  batch=self.crawler.settings.getint("DTMON_STORE_BATCH", 50),
+                                  wait=self.crawler.settings.getfloat("DTMON_STORE_BATCH_MS",
+                                                                      250) / 1000)
         self._flusher.start(_FLUSH_SECONDS, now=True)
 
     def stored_keys(self, url_keys: Collection[str]) -> set[str]:
@@ -122,18 +133,18 @@ class StoragePipeline:
             logger.warning("[%s] gave up on %s after %d attempts: %s", source, url, attempts,
                            error)
 
-    def process_item(self, item: Any) -> Any:
-        """Store one article with its topic result and story, counting it new or seen, and
-        settle it in the owed list. Any failure: an error of its source, the article owed."""
+    async def process_item(self, item: Any) -> Any:
+        """Store one article with its topic result and story (by the writer, in its group's
+        transaction), counting it new or seen once that transaction committed, and settle it
+        in the owed list. Any failure: an error of its source, the article owed."""
         if not isinstance(item, ArticleItem):
             return item
         spider = self.crawler.spider
         data = article_data(item, spider.registry)
+        job = StoreJob(data, item.get("analysis"),
+                       {data.url_key, *(url_key(url, spider.registry) for url in data.urls)})
         try:
-            with session_scope(self.sessions) as session:
-                result = ingest_article(session, data, self.topics, self.alerts)
-                repository.settle_owed(session, {data.url_key, *(
-                    url_key(url, spider.registry) for url in data.urls)})
+            stored = await asyncio.wrap_future(self.writer.submit(job))
         except StorageError as exc:
             self._stop_crawl(f"cannot store {data.url}: {exc}")
             spider.owe_item(item, f"not stored, {exc}: {data.url}")
@@ -142,13 +153,20 @@ class StoragePipeline:
             message = f"not stored, {type(exc).__name__}: {_first_line(exc)}: {data.url}"
             spider.owe_item(item, message)
             raise DropItem(message) from exc
+        result = stored.result
         counter = "articles_new" if result.created else "articles_seen"
         self.crawler.stats.inc_value(f"dtmon/{data.source_name}/{counter}")
+        self.crawler.stats.inc_value(f"dtmon/{data.source_name}/store_us",
+                                     round(stored.seconds * 1e6))
         if not result.created:
             raise DropItem(f"already stored: {data.url}")
         logger.info("[%s] stored article %d (%s): %s", data.source_name, result.article_id,
                     "relevant" if result.relevant else "not relevant", data.url)
         return item
+
+    def store(self, session: Session, job: StoreJob) -> IngestResult:
+        """The writer's work for one article (see :func:`store_article`)."""
+        return store_article(session, job, self.topics, self.alerts)
 
     def flush_stats(self) -> None:
         """Copy the spider's per-source counters and errors into the run record."""
@@ -178,6 +196,7 @@ class StoragePipeline:
         """
         if self._flusher.running:
             self._flusher.stop()
+        self.writer.close()
         status = "ok" if reason == "finished" else "failed"
         with session_scope(self.sessions) as session:
             self.flush_stats()
@@ -198,6 +217,36 @@ class StoragePipeline:
     def _run(self) -> int:
         assert self.run_id is not None, "the run record is created when the spider opens"
         return self.run_id
+
+
+@dataclass(frozen=True)
+class StoreJob:
+    """An article for the writer: its record, its analysis (``None``: computed when stored)
+    and the URL keys it settles in the owed list."""
+
+    data: repository.ArticleData
+    analysis: ArticleAnalysis | None
+    settle: set[str]
+
+
+def store_article(session: Session, job: StoreJob, topics: TopicModel,
+                  alerts: AlertRules | None) -> IngestResult:
+    """Store one article with its story and alerts, and settle it in the owed list (inside
+    the writer's savepoint for it)."""
+    result = ingest_article(session, job.data, topics, alerts, job.analysis)
+    repository.settle_owed(session, job.settle)
+    return result
+
+
+@cache
+def _topic_model() -> TopicModel:
+    return load_topics()
+
+
+def analyse_article(title: str, text: str) -> ArticleAnalysis:
+    """The analysis of an extracted article, run by the crawler's extraction processes
+    (``DTMON_ARTICLE_ANALYSIS`` names it): topic result and dedup fingerprint."""
+    return ArticleAnalysis.of(_topic_model(), title, text)
 
 
 def article_data(item: ArticleItem, registry: Registry) -> repository.ArticleData:
