@@ -9,44 +9,40 @@ other cores work too. Settings:
   the event loop's (at least one), ``0`` extracts in the event loop itself (tests, one core).
 * ``DTMON_ARTICLE_ANALYSIS``: a dotted path to a function ``(title, text) -> picklable`` run in
   the worker after a non-empty extraction; its result travels with the item (``analysis``).
-  dtmon's is :func:`monitor.pipeline.analyse_article` (topic result and dedup fingerprint): the
+  dtmon's is :func:`monitor.analysis.analyse_article` (topic result and dedup fingerprint): the
   crawler names it and never imports it, as Scrapy names its pipelines.
 
 At most ``4 × workers`` pages wait for a worker: the callbacks awaiting them keep their responses
 in Scrapy's scraper slot, whose size limit stops the downloads (Scrapy's own back-pressure).
 
-Workers are started with ``spawn`` (a fork of the event loop's threaded process is not safe),
-ignore SIGINT (the crawl's own process decides how to stop), are shut down when the spider
-closes and exit by themselves within a second when their parent is gone (kill -9).
+Workers are helper processes (crawler/processes.py: spawned, ignoring SIGINT, gone with their
+parent) and are shut down when the spider closes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
-import multiprocessing
 import os
-import signal
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from typing import Any
-
-from scrapy import signals
-from scrapy.crawler import Crawler
-from scrapy.utils.misc import load_object
+from typing import TYPE_CHECKING, Any
 
 from crawler.extraction import Article, extract_article
+from crawler.processes import spawn_pool
+
+if TYPE_CHECKING:  # Scrapy stays out of the worker processes
+    from scrapy.crawler import Crawler
 
 logger = logging.getLogger(__name__)
 
 WORKERS_SETTING = "DTMON_EXTRACT_WORKERS"
 ANALYSIS_SETTING = "DTMON_ARTICLE_ANALYSIS"
 _PENDING_PER_WORKER = 4
-_PARENT_CHECK_SECONDS = 1.0
 
 Analysis = Callable[[str, str], Any]
 
@@ -71,6 +67,12 @@ def extract(body: bytes, url: str, encoding: str | None, analyse: Analysis | Non
     return Extracted(article, analysis, extracted - started, time.perf_counter() - extracted)
 
 
+def load_function(path: str) -> Analysis:
+    """The function at dotted ``path`` (``package.module.name``)."""
+    module, _, name = path.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
 def default_workers() -> int:
     """One worker per core besides the event loop's, at least one."""
     return max(1, (os.cpu_count() or 1) - 1)
@@ -82,13 +84,15 @@ class ArticleExtractor:
     def __init__(self, workers: int, analysis_path: str = "") -> None:
         self.workers = default_workers() if workers < 0 else workers
         self.analysis_path = analysis_path
-        self._analyse: Analysis | None = load_object(analysis_path) if analysis_path else None
+        self._analyse: Analysis | None = load_function(analysis_path) if analysis_path else None
         self._executor: ProcessPoolExecutor | None = None
         self._slots: asyncio.Semaphore | None = None
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> ArticleExtractor:
         """The extractor of a crawl, shut down when its spider closes."""
+        from scrapy import signals
+
         settings = crawler.settings
         extractor = cls(settings.getint(WORKERS_SETTING, -1), settings.get(ANALYSIS_SETTING, ""))
         crawler.signals.connect(extractor.close, signal=signals.spider_closed)
@@ -117,9 +121,7 @@ class ArticleExtractor:
 
     def _pool(self) -> ProcessPoolExecutor:
         if self._executor is None:
-            self._executor = ProcessPoolExecutor(
-                self.workers, mp_context=multiprocessing.get_context("spawn"),
-                initializer=_start_worker, initargs=(os.getpid(), self.analysis_path))
+            self._executor = spawn_pool(self.workers, _start_worker, (self.analysis_path,))
         return self._executor
 
     def _discard_pool(self) -> None:
@@ -133,17 +135,9 @@ class ArticleExtractor:
 _worker_analyse: Analysis | None = None
 
 
-def _start_worker(parent_pid: int, analysis_path: str) -> None:
+def _start_worker(analysis_path: str) -> None:
     global _worker_analyse
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _worker_analyse = load_object(analysis_path) if analysis_path else None
-    threading.Thread(target=_exit_when_orphaned, args=(parent_pid,), daemon=True).start()
-
-
-def _exit_when_orphaned(parent_pid: int) -> None:
-    while os.getppid() == parent_pid:
-        time.sleep(_PARENT_CHECK_SECONDS)
-    os._exit(0)
+    _worker_analyse = load_function(analysis_path) if analysis_path else None
 
 
 def _extract_in_worker(body: bytes, url: str, encoding: str | None) -> Extracted:

@@ -67,7 +67,7 @@ DTMON_OWED_BACKOFF_SECONDS = 900
 # besides the event loop's, 0 = in the event loop. Each worker also runs the analysis named here
 # on the text (topic result and dedup fingerprint), so that storing only writes.
 DTMON_EXTRACT_WORKERS = -1
-DTMON_ARTICLE_ANALYSIS = "monitor.pipeline.analyse_article"
+DTMON_ARTICLE_ANALYSIS = "monitor.analysis.analyse_article"
 
 # Articles and run records go to the database (DTMON_DATABASE_URL, DTMON_RUN_ID, DTMON_REFRESH),
 # through monitor's pipeline, named by its path: the crawler never imports monitor. Articles are

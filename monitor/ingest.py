@@ -9,23 +9,10 @@ from sqlalchemy.orm import Session
 
 from monitor.alerts.outbox import enqueue_story_alerts
 from monitor.alerts.rules import AlertRules
-from monitor.dedup import Fingerprint, assign_story
-from monitor.topics import TopicModel, TopicResult
+from monitor.analysis import ArticleAnalysis
+from monitor.dedup import assign_story
+from monitor.topics import TopicModel
 from storage.repository import ArticleData, add_article
-
-
-@dataclass(frozen=True)
-class ArticleAnalysis:
-    """What storing an article needs from its text alone: its topic result and its dedup
-    fingerprint (computed where the article was extracted, see monitor.pipeline)."""
-
-    topic: TopicResult
-    fingerprint: Fingerprint
-
-    @classmethod
-    def of(cls, topics: TopicModel, title: str, text: str) -> ArticleAnalysis:
-        """Score and fingerprint an article."""
-        return cls(topics.score(title, text), Fingerprint.of(text))
 
 
 @dataclass(frozen=True)

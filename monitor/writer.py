@@ -1,132 +1,150 @@
-"""One writer thread storing a crawl's articles in group transactions.
+"""One writer storing a crawl's articles in group transactions, in a process of its own.
 
-Storing an article one transaction at a time costs a commit each and runs on the crawl's event
-loop. Here a thread takes the articles as they come, and stores up to ``batch`` of them (or
-what arrived within ``wait`` seconds of the first) in one transaction, each inside its own
-SAVEPOINT: one article that fails (a constraint, a trigger, a bug) is rolled back alone and
-reported alone, the others are committed. An article's future is resolved only once its
-transaction has committed, so nothing is counted, logged or alerted before it is durable; a
-crash loses at most the uncommitted group, whose articles were never counted as stored.
+Storing an article one transaction at a time costs a commit each, and on the crawl's event loop
+its CPU (the ORM, topic bookkeeping, the dedup index) is taken from fetching. Here the event
+loop only groups the articles: a group is sent to the writer process when ``batch`` articles
+wait or ``wait`` seconds after the first arrived, and while one group is being stored the next
+one gathers (one group in flight: articles are stored in the order they came, each seeing the
+ones before it). The writer stores a group in one transaction, each article inside its own
+SAVEPOINT (:func:`store_group`): one article that fails (a constraint, a trigger, a bug) is
+rolled back and reported alone, the others are committed.
 
-Articles are stored in the order they were submitted, each seeing the ones before it (in the
-same transaction or committed): stories and duplicates come out as with one transaction each
-(tests/test_batch_storing.py).
+An article's outcome is known only once its group has committed, so nothing is counted,
+logged or alerted before it is durable; a crash loses at most the uncommitted group, whose
+articles were never counted as stored. Stories and duplicates come out as with one transaction
+per article (tests/test_batch_storing.py).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import queue
-import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from storage.db import session_scope, storage_errors
+from storage.db import StorageError, session_scope, storage_errors
 
 logger = logging.getLogger(__name__)
 
-Job = TypeVar("Job")
-Result = TypeVar("Result")
-
 
 @dataclass(frozen=True)
-class Stored(Generic[Result]):
-    """What storing one article returned, and the seconds its writer spent on it (its share
-    of its transaction's commit included)."""
+class Stored:
+    """What storing one article returned, and the seconds the writer spent on it (its share of
+    its group's commit included)."""
 
-    result: Result
+    result: Any
     seconds: float
 
 
-_STOP = object()
+@dataclass(frozen=True)
+class NotStored:
+    """Why an article was not stored: ``"Type: message"``; ``storage`` when the database
+    itself failed (full disk, read-only…), not the article."""
+
+    description: str
+    storage: bool = False
 
 
-class BatchWriter(Generic[Job, Result]):
-    """Runs ``store(session, job)`` for each submitted job on one thread, ``batch`` jobs per
-    transaction at most, each in a SAVEPOINT."""
+class StoreFailed(Exception):
+    """This article could not be stored (the others of its group may have been)."""
 
-    def __init__(self, sessions: sessionmaker[Session],
-                 store: Callable[[Session, Job], Result], batch: int = 50,
-                 wait: float = 0.25) -> None:
-        self.sessions = sessions
-        self.store = store
+
+def store_group(sessions: sessionmaker[Session], store: Callable[[Session, Any], Any],
+                jobs: list[Any]) -> list[Stored | NotStored]:
+    """Store ``jobs`` in one transaction, each with ``store(session, job)`` inside its own
+    SAVEPOINT; one outcome per job. When the commit fails, no job is stored."""
+    outcomes: list[Stored | NotStored] = []
+    try:
+        with session_scope(sessions) as session:
+            outcomes = [_store_one(session, store, job) for job in jobs]
+            committing = time.perf_counter()
+        share = (time.perf_counter() - committing) / len(jobs)
+    except Exception as exc:  # noqa: BLE001 - the commit failed: nothing of the group is stored
+        logger.error("a group of %d article(s) was not stored: %s", len(jobs), exc)
+        return [NotStored(_describe(exc), isinstance(exc, StorageError))] * len(jobs)
+    return [Stored(o.result, o.seconds + share) if isinstance(o, Stored) else o
+            for o in outcomes]
+
+
+def _store_one(session: Session, store: Callable[[Session, Any], Any],
+               job: Any) -> Stored | NotStored:
+    started = time.perf_counter()
+    try:
+        with storage_errors(session.get_bind().url), session.begin_nested():
+            result = store(session, job)
+    except Exception as exc:  # noqa: BLE001 - this article fails alone
+        return NotStored(_describe(exc), isinstance(exc, StorageError))
+    return Stored(result, time.perf_counter() - started)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else repr(exc)}"
+
+
+class GroupWriter:
+    """Groups the articles of the event loop and has ``executor`` (the writer process) run
+    ``store_jobs(jobs) -> outcomes`` on one group at a time."""
+
+    def __init__(self, executor: Executor, store_jobs: Callable[[list[Any]], list],
+                 batch: int = 50, wait: float = 0.25) -> None:
+        self.executor = executor
+        self.store_jobs = store_jobs
         self.batch = max(1, batch)
         self.wait = wait
-        self._jobs: queue.Queue = queue.Queue()
-        self._thread = threading.Thread(target=self._run, name="dtmon-writer", daemon=True)
-        self._thread.start()
+        self._waiting: list[tuple[Any, asyncio.Future]] = []
+        self._in_flight = False
+        self._timer: asyncio.TimerHandle | None = None
 
-    def submit(self, job: Job) -> Future[Stored[Result]]:
-        """Queue ``job``; its future is resolved once its transaction committed, or fails
-        with what failed it (its own store, or the commit of its group)."""
-        future: Future[Stored[Result]] = Future()
-        self._jobs.put((job, future))
-        return future
+    async def store(self, job: Any) -> Stored:
+        """Store ``job`` with its group: its outcome once the group committed. Raises
+        :class:`StoreFailed` (this article) or :class:`StorageError` (the database or the
+        writer failed)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future = loop.create_future()
+        self._waiting.append((job, future))
+        if len(self._waiting) >= self.batch:
+            self._send()
+        elif self._timer is None and not self._in_flight:
+            self._timer = loop.call_later(self.wait, self._send)
+        outcome = await future
+        if isinstance(outcome, NotStored):
+            raise (StorageError if outcome.storage else StoreFailed)(outcome.description)
+        return outcome
 
     def close(self) -> None:
-        """Store what was submitted, then stop the thread."""
-        self._jobs.put(_STOP)
-        self._thread.join()
+        """Stop the writer process (every article was answered: Scrapy waits for them)."""
+        if self._timer is not None:
+            self._timer.cancel()
+        self.executor.shutdown(wait=True, cancel_futures=True)
 
-    def _run(self) -> None:
-        while True:
-            group, stop = self._next_group()
-            if group:
-                self._store_group(group)
-            if stop:
-                return
-
-    def _next_group(self) -> tuple[list[tuple[Job, Future]], bool]:
-        """The next jobs to store together (waiting for the first), and whether to stop."""
-        first = self._jobs.get()
-        if first is _STOP:
-            return [], True
-        group = [first]
-        deadline = time.monotonic() + self.wait
-        while len(group) < self.batch:
-            try:
-                entry = self._jobs.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                break
-            if entry is _STOP:
-                return group, True
-            group.append(entry)
-        return group, False
-
-    def _store_group(self, group: list[tuple[Job, Future]]) -> None:
-        outcomes: list[tuple[Future, Result | None, BaseException | None, float]] = []
-        started = time.perf_counter()
-        try:
-            with session_scope(self.sessions) as session:
-                for job, future in group:
-                    outcomes.append((future, *self._store_one(session, job)))
-                committing = time.perf_counter()
-            commit_share = (time.perf_counter() - committing) / len(group)
-        except BaseException as exc:  # noqa: BLE001 - the commit failed: nothing is stored
-            logger.error("a group of %d article(s) was not stored: %s", len(group), exc)
-            for _job, future in group:
-                future.set_exception(exc)
+    def _send(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._in_flight or not self._waiting:
             return
-        for future, result, error, seconds in outcomes:
-            if error is not None:
-                future.set_exception(error)
-            else:
-                future.set_result(Stored(result, seconds + commit_share))
-        logger.debug("stored a group of %d in %.3f s", len(group), time.perf_counter() - started)
+        group, self._waiting = self._waiting[:self.batch], self._waiting[self.batch:]
+        self._in_flight = True
+        sent = asyncio.wrap_future(self.executor.submit(self.store_jobs,
+                                                        [job for job, _ in group]))
+        sent.add_done_callback(lambda done: self._answer(group, done))
 
-    def _store_one(self, session: Session, job: Job
-                   ) -> tuple[Result | None, BaseException | None, float]:
-        """Store ``job`` in a SAVEPOINT: ``(result, None, seconds)``, or ``(None, error,
-        seconds)`` with the savepoint rolled back."""
-        started = time.perf_counter()
-        try:
-            with storage_errors(session.get_bind().url), session.begin_nested():
-                result = self.store(session, job)
-        except Exception as exc:  # noqa: BLE001 - this article fails alone
-            return None, exc, time.perf_counter() - started
-        return result, None, time.perf_counter() - started
+    def _answer(self, group: list[tuple[Any, asyncio.Future]], done: asyncio.Future) -> None:
+        self._in_flight = False
+        failed = done.cancelled() or done.exception() is not None
+        if failed:  # the writer process died, could not start, or was shut down
+            reason = "cancelled" if done.cancelled() else repr(done.exception())
+            outcomes = [NotStored(f"the writer process failed: {reason}", True)]
+            outcomes *= len(group)
+        else:
+            outcomes = done.result()
+        for (_, future), outcome in zip(group, outcomes, strict=True):
+            if not future.done():
+                future.set_result(outcome)
+        self._send()  # what gathered meanwhile has waited long enough

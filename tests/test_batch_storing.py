@@ -1,7 +1,7 @@
 """Storing in group transactions gives what one transaction per article gave: the mirror's gold
-articles (each twice, as a crawl meets reposts and refetches) stored through the crawl's writer
-(groups of 8, the analysis computed beforehand as the extraction processes do) end with the same
-articles, topic results, stories and alert rows as stored one by one; an article that fails
+articles (each twice, as a crawl meets reposts and refetches) stored as the crawl's writer stores
+them (groups of 8, the analysis computed beforehand as the extraction processes do) end with the
+same articles, topic results, stories and alert rows as stored one by one; an article that fails
 fails alone, and nothing of a group is visible before its commit."""
 
 from __future__ import annotations
@@ -9,15 +9,15 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.alerts import load_rules
+from monitor.analysis import analyse_article
 from monitor.ingest import ingest_article
-from monitor.pipeline import StoreJob, analyse_article, store_article
+from monitor.storing import StoreJob, store_article
 from monitor.topics import load_topics
-from monitor.writer import BatchWriter
+from monitor.writer import NotStored, store_group
 from storage.db import init_db, make_engine, session_factory, session_scope
 from storage.models import AlertOutbox, Article, Story
 from storage.repository import ArticleData
@@ -69,15 +69,14 @@ def test_group_transactions_store_what_one_by_one_stores(engine: Engine, tmp_pat
             ingest_article(session, article_data(record), topics, rules)
 
     batched = session_factory(engine)
-    writer = BatchWriter(batched, lambda session, job: store_article(session, job, topics,
-                                                                     rules), batch=8)
     jobs = []
     for record in arrivals(gold):
         data = article_data(record)
-        jobs.append(writer.submit(StoreJob(data, analyse_article(data.title, data.text),
-                                           {data.url_key})))
-    writer.close()
-    created = [future.result().result.created for future in jobs]
+        jobs.append(StoreJob(data, analyse_article(data.title, data.text), {data.url_key}))
+    outcomes = [outcome for start in range(0, len(jobs), 8)
+                for outcome in store_group(batched, lambda session, job: store_article(
+                    session, job, topics, rules), jobs[start:start + 8])]
+    created = [outcome.result.created for outcome in outcomes]
 
     assert created == [True] * len(gold) + [False] * len(gold)
     expected, got = stored_state(one_by_one), stored_state(batched)
@@ -102,13 +101,11 @@ def test_a_failing_article_fails_alone_and_the_group_commits(engine: Engine,
             raise ValueError("a bad article")
         return result
 
-    writer = BatchWriter(sessions, store, batch=10, wait=5)
-    futures = [writer.submit(StoreJob(article_data(r), None, set())) for r in records]
-    writer.close()
+    outcomes = store_group(sessions, store, [StoreJob(article_data(r), None, set())
+                                             for r in records])
 
-    with pytest.raises(ValueError, match="a bad article"):
-        futures[2].result()
-    assert all(f.result().result.created for i, f in enumerate(futures) if i != 2)
+    assert outcomes[2] == NotStored("ValueError: a bad article")
+    assert all(o.result.created for i, o in enumerate(outcomes) if i != 2)
     with sessions() as session:
         stored = set(session.scalars(select(Article.url)))
     assert stored == {r["url"] for r in records} - {bad_url}
@@ -128,12 +125,14 @@ def test_nothing_of_a_group_is_visible_before_its_commit(engine: Engine,
             release.wait(10)
         return result
 
-    writer = BatchWriter(sessions, store, batch=2, wait=5)
-    futures = [writer.submit(StoreJob(article_data(r), None, set())) for r in (first, second)]
+    group = [StoreJob(article_data(r), None, set()) for r in (first, second)]
+    outcomes: list = []
+    writer = threading.Thread(target=lambda: outcomes.extend(store_group(sessions, store, group)))
+    writer.start()
     assert second_stored.wait(10)
     with sessions() as session:
         assert session.scalars(select(Article.url)).all() == []
-    assert not futures[0].done()  # the first article is not reported stored yet either
+    assert outcomes == []  # not even the first article is reported stored yet
     release.set()
-    writer.close()
-    assert [f.result().result.created for f in futures] == [True, True]
+    writer.join()
+    assert [o.result.created for o in outcomes] == [True, True]
