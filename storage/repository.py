@@ -86,12 +86,16 @@ def decompress_html(raw_html: bytes) -> bytes:
 
 def ensure_source(session: Session, name: str, province: str | None) -> Source:
     """The source row called ``name``, created (with ``province``) when missing."""
-    source, _ = _get_or_insert(
+    return _find_or_add_source(session, name, province)[0]
+
+
+def _find_or_add_source(session: Session, name: str, province: str | None
+                        ) -> tuple[Source, bool]:
+    return _get_or_insert(
         session,
         lambda: session.scalar(select(Source).where(Source.name == name)),
         lambda: Source(name=name, province=province, created_at=utcnow()),
     )
-    return source
 
 
 # --- articles -------------------------------------------------------------------------------
@@ -180,11 +184,16 @@ def add_article(session: Session, data: ArticleData) -> tuple[Article, bool]:
 
 
 def _source_id(session: Session, name: str, province: str | None) -> int:
-    """The id of source ``name`` (created when missing), remembered for the session's life."""
+    """The id of source ``name`` (created when missing). An id found in the database is
+    remembered for the session's life; one just created is not (its SAVEPOINT may still be
+    rolled back)."""
     known: dict[str, int] = session.info.setdefault("dtmon_source_ids", {})
-    if name not in known:
-        known[name] = ensure_source(session, name, province).id
-    return known[name]
+    if name in known:
+        return known[name]
+    source, created = _find_or_add_source(session, name, province)
+    if not created:
+        known[name] = source.id
+    return source.id
 
 
 def record_urls(session: Session, article: Article, urls: Iterable[str]) -> None:
