@@ -268,19 +268,19 @@ def _throughput(metric: str, figures: CrawlFigures, target: str | None = None) -
 def _breakdown(figures: CrawlFigures, fetch_only: float) -> list[dict]:
     """Milliseconds per stored article of each step of the single-process crawl: fetching
     (bare Scrapy, same run), extraction, analysis (topic scoring and fingerprints, both in the
-    extraction processes), storing (the writer thread); then where the CPU went."""
+    extraction processes), storing (the writer process); then where the CPU went."""
     per_article = 1000 / figures.stored if figures.stored else 0.0
     steps = {"extract_us": "extract (extraction process)",
              "analyse_us": "score + fingerprint (extraction process)",
-             "store_us": "store (writer thread, group commit included)"}
+             "store_us": "store (writer process, group commit included)"}
     rows = [{"metric": "per article: fetch (bare Scrapy, same run)",
              "value": round(1000 / fetch_only, 2) if fetch_only else None, "unit": "ms"}]
     rows += [{"metric": f"per article: {label}",
               "value": round(figures.step_us.get(step, 0) / 1000 * per_article / 1000, 2),
               "unit": "ms"} for step, label in steps.items()]
-    rows += [{"metric": "per article: CPU of the crawl process (event loop + writer)",
+    rows += [{"metric": "per article: CPU of the crawl process (event loop)",
               "value": round(figures.cpu_seconds * per_article, 2), "unit": "ms"},
-             {"metric": "per article: CPU of its extraction processes",
+             {"metric": "per article: CPU of its helper processes (extraction, writer)",
               "value": round(figures.worker_cpu_seconds * per_article, 2), "unit": "ms"}]
     return rows
 
