@@ -13,10 +13,10 @@ storage (topic scoring and story assignment included):
 
 Throughput is articles stored per second of wall time from process start until the last
 article is in the database (process start-up included). Peak RSS is the largest sum of the
-resident sets of a crawler process and its descendants (its extraction processes), sampled
-every quarter second (bench/memory.py). The breakdown per article comes from the run records'
-per-step counters and the processes' CPU times. The mirror is local, so politeness is
-off for the benchmark: see :data:`BENCH_SETTINGS`.
+resident sets of a crawler process and its descendants (its extraction and writer
+processes), sampled every quarter second (bench/memory.py). The breakdown per article comes
+from the run records' per-step counters and the processes' CPU times. The mirror is local, so
+politeness is off for the benchmark: see :data:`BENCH_SETTINGS`.
 """
 
 from __future__ import annotations
