@@ -12,9 +12,11 @@ storage (topic scoring and story assignment included):
 * one, then two ``dtmon worker`` crawler processes sharing Redis, storing into PostgreSQL.
 
 Throughput is articles stored per second of wall time from process start until the last
-article is in the database (process start-up included). Peak RSS is each crawler process's
-maximum resident set (``VmHWM``, see bench/memory.py). The mirror is local, so politeness is
-off for the benchmark: see :data:`BENCH_SETTINGS`.
+article is in the database (process start-up included). Peak RSS is the largest sum of the
+resident sets of a crawler process and its descendants (its extraction and writer
+processes), sampled every quarter second (bench/memory.py). The breakdown per article comes
+from the run records' per-step counters and the processes' CPU times. The mirror is local, so
+politeness is off for the benchmark: see :data:`BENCH_SETTINGS`.
 """
 
 from __future__ import annotations
@@ -28,18 +30,18 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import func, select, text
 
-from bench.memory import hwm_mib
+from bench.memory import TreeSampler
 from bench.synthetic import IndexedMirrorServer, SyntheticMirror, generate
 from crawler.distributed import clear_deployment, redis_url, seed_requests, worker_settings
 from monitor.crawling import CrawlOptions, spider_command
 from monitor.mirror import DEFAULT_MIRROR_PATH
 from storage.db import DATABASE_URL_ENV, init_db, make_engine
-from storage.models import Article
+from storage.models import Article, CrawlRun, CrawlRunSource
 
 QUICK = os.environ.get("DTMON_BENCH_QUICK") == "1"
 ARTICLES, HOSTS = (400, 4) if QUICK else (10_000, 40)
@@ -54,16 +56,24 @@ BENCH_SETTINGS = {
     "DTMON_MAX_ARTICLES_PER_SOURCE": "0",  # every article of the synthetic hosts in one run
 }
 IDLE_EXIT_SECONDS = 2
+# The per-source counters in which the spider and the pipeline add up each step's time.
+STEPS = ("extract_us", "analyse_us", "store_us")
 _POLL_SECONDS = 0.25
 
 
 @dataclass(frozen=True)
 class CrawlFigures:
-    """One crawl: wall seconds until the last article was stored, articles, peak RSS."""
+    """One crawl: wall seconds until the last article was stored, articles, the peak summed
+    RSS of a crawler's process tree (the largest of the crawlers'), CPU seconds of the crawler
+    processes and of their extraction processes, and the run records' per-step microseconds
+    (``extract_us``, ``analyse_us``, ``store_us`` summed over sources and runs)."""
 
     seconds: float
     stored: int
     peak_rss_mib: float
+    cpu_seconds: float = 0.0
+    worker_cpu_seconds: float = 0.0
+    step_us: dict[str, int] = field(default_factory=dict)
 
     @property
     def per_second(self) -> float:
@@ -81,25 +91,47 @@ def run_crawlers(commands: Sequence[list[str]], database_url: str, expected: int
     engine = make_engine(database_url)
     env = {**crawler_env(), DATABASE_URL_ENV: database_url}
     started = time.monotonic()
-    running = {}
+    first_run = _last_run_id(engine)
+    running, samplers = {}, []
     for number, command in enumerate(commands):
         log = (logs / f"crawler-{number}-{uuid.uuid4().hex[:6]}.log").open("wb")
         process = subprocess.Popen(command, cwd=logs, env=env, stdout=log,
                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         running[process.pid] = process
-    peak_mib, done_at, stored = 0.0, None, 0
+        samplers.append(TreeSampler(process.pid))
+    done_at, stored = None, 0
     while running:
+        for sampler in samplers:
+            sampler.sample()
         for pid, process in list(running.items()):
-            peak_mib = max(peak_mib, hwm_mib(pid) or 0.0)
             if process.poll() is not None:
                 del running[pid]
         stored = _count_articles(engine)
         if done_at is None and stored >= expected:
             done_at = time.monotonic()
         time.sleep(_POLL_SECONDS)
+    steps = _step_microseconds(engine, first_run)
     engine.dispose()
     seconds = (done_at or time.monotonic()) - started
-    return CrawlFigures(seconds, stored, peak_mib)
+    return CrawlFigures(seconds, stored, max(s.peak_mib for s in samplers),
+                        sum(s.own_cpu for s in samplers), sum(s.children_cpu for s in samplers),
+                        steps)
+
+
+def _last_run_id(engine) -> int:
+    with engine.connect() as connection:
+        return connection.execute(select(func.max(CrawlRun.id))).scalar_one() or 0
+
+
+def _step_microseconds(engine, after_run: int) -> dict[str, int]:
+    """The per-step counters of the runs after ``after_run``, summed over their sources."""
+    totals = dict.fromkeys(STEPS, 0)
+    with engine.connect() as connection:
+        for stats in connection.execute(select(CrawlRunSource.stats)
+                                        .where(CrawlRunSource.run_id > after_run)).scalars():
+            for step in STEPS:
+                totals[step] += (stats or {}).get(step, 0)
+    return totals
 
 
 def _count_articles(engine) -> int:
@@ -213,7 +245,8 @@ def run() -> list[dict]:
          "baseline": round(one.per_second, 1),
          "ratio": round(two.per_second / one.per_second, 2) if one.per_second else None,
          "target": "≥ 1.6× one worker"},
-        _rss("peak RSS, single process", single),
+        *_breakdown(single, fetch_only),
+        _rss("peak RSS, single process (its whole process tree)", single),
         _rss("peak RSS per worker (1 worker)", one),
         _rss("peak RSS per worker (2 workers)", two),
         {"metric": f"t2 re-crawl: requests ({again.stored - single.stored} new articles of "
@@ -222,12 +255,34 @@ def run() -> list[dict]:
          "ratio": round(t2_requests / t1_requests, 3)},
         {"metric": f"crawl settings (local mirror, {HOSTS} hosts)", "value": settings,
          "unit": ""},
+        {"metric": "load average (1, 5, 15 min) at the end",
+         "value": " ".join(f"{load:.2f}" for load in os.getloadavg()), "unit": ""},
     ]
 
 
 def _throughput(metric: str, figures: CrawlFigures, target: str | None = None) -> dict:
     row = {"metric": metric, "value": round(figures.per_second, 1), "unit": "articles/s"}
     return {**row, "target": target} if target else row
+
+
+def _breakdown(figures: CrawlFigures, fetch_only: float) -> list[dict]:
+    """Milliseconds per stored article of each step of the single-process crawl: fetching
+    (bare Scrapy, same run), extraction, analysis (topic scoring and fingerprints, both in the
+    extraction processes), storing (the writer process); then where the CPU went."""
+    per_article = 1000 / figures.stored if figures.stored else 0.0
+    steps = {"extract_us": "extract (extraction process)",
+             "analyse_us": "score + fingerprint (extraction process)",
+             "store_us": "store (writer process, group commit included)"}
+    rows = [{"metric": "per article: fetch (bare Scrapy, same run)",
+             "value": round(1000 / fetch_only, 2) if fetch_only else None, "unit": "ms"}]
+    rows += [{"metric": f"per article: {label}",
+              "value": round(figures.step_us.get(step, 0) / 1000 * per_article / 1000, 2),
+              "unit": "ms"} for step, label in steps.items()]
+    rows += [{"metric": "per article: CPU of the crawl process (event loop)",
+              "value": round(figures.cpu_seconds * per_article, 2), "unit": "ms"},
+             {"metric": "per article: CPU of its helper processes (extraction, writer)",
+              "value": round(figures.worker_cpu_seconds * per_article, 2), "unit": "ms"}]
+    return rows
 
 
 def _rss(metric: str, figures: CrawlFigures) -> dict:

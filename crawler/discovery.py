@@ -22,7 +22,7 @@ from urllib.parse import SplitResult, urljoin, urlsplit
 
 from lxml import html as lxml_html
 
-from crawler.vietnamese import match_key, normalize_text
+from vntext import match_key, normalize_text
 
 _SKIPPED_SCHEMES = ("javascript:", "mailto:", "tel:", "data:", "#")
 _ASSET_EXTENSIONS = re.compile(

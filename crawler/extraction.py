@@ -27,7 +27,7 @@ import trafilatura
 from lxml import etree
 from lxml import html as lxml_html
 
-from crawler.vietnamese import normalize_text
+from vntext import normalize_text
 
 _ETH = str.maketrans({"ð": "đ", "Ð": "Đ"})
 

@@ -26,6 +26,7 @@ class ArticleItem(scrapy.Item):
     tags = scrapy.Field()
     language = scrapy.Field()
     raw_html = scrapy.Field()  # response body bytes, uncompressed
+    analysis = scrapy.Field()  # what DTMON_ARTICLE_ANALYSIS computed from the text (or None)
     fetched_at = scrapy.Field()  # datetime, UTC
     etag = scrapy.Field()
     last_modified = scrapy.Field()

@@ -63,8 +63,19 @@ DTMON_MAX_ARTICLES_PER_SOURCE = 200
 DTMON_OWED_MAX_ATTEMPTS = 8
 DTMON_OWED_BACKOFF_SECONDS = 900
 
-# Articles and run records go to the database (DTMON_DATABASE_URL, DTMON_RUN_ID, DTMON_REFRESH).
-ITEM_PIPELINES = {"crawler.pipelines.StoragePipeline": 300}
+# Article pages are extracted in worker processes (crawler/extractors.py): -1 = one per core
+# besides the event loop's, 0 = in the event loop. Each worker also runs the analysis named here
+# on the text (topic result and dedup fingerprint), so that storing only writes.
+DTMON_EXTRACT_WORKERS = -1
+DTMON_ARTICLE_ANALYSIS = "monitor.analysis.analyse_article"
+
+# Articles and run records go to the database (DTMON_DATABASE_URL, DTMON_RUN_ID, DTMON_REFRESH),
+# through monitor's pipeline, named by its path: the crawler never imports monitor. Articles are
+# stored by one writer thread in group transactions of at most DTMON_STORE_BATCH articles,
+# committed at the latest DTMON_STORE_BATCH_MS after the first one arrived.
+ITEM_PIPELINES = {"monitor.pipeline.StoragePipeline": 300}
+DTMON_STORE_BATCH = 50
+DTMON_STORE_BATCH_MS = 250
 DTMON_DATABASE_URL = ""
 DTMON_RUN_ID = 0
 DTMON_REFRESH = False

@@ -1,7 +1,7 @@
 """Exact and near-duplicate detection: the copies of one article are linked into one story.
 
 Fingerprint: the word shingles (``SHINGLE_SIZE`` consecutive syllables) of
-:func:`crawler.vietnamese.match_tokens`, so case, tone-mark placement, Unicode form and
+:func:`vntext.match_tokens`, so case, tone-mark placement, Unicode form and
 whitespace do not matter, hashed to 64 bits.
 
 The figures of a pair (:func:`compare`): *similarity*, the Jaccard similarity of the two shingle
@@ -75,8 +75,8 @@ import numpy as np
 from sqlalchemy import Select, and_, bindparam, insert, or_, select
 from sqlalchemy.orm import Session
 
-from crawler.vietnamese import SENTENCE_MARK, match_tokens, sentence_key
 from storage.models import Article, ArticleFingerprint, LshBucket, SentenceFingerprint, Story
+from vntext import SENTENCE_MARK, match_tokens, sentence_key
 
 SHINGLE_SIZE = 5
 DUPLICATE_THRESHOLD = 0.5
@@ -148,7 +148,7 @@ def shingle_sequence(text: str) -> np.ndarray:
     """The 64-bit hashes of the ``SHINGLE_SIZE``-syllable shingles of ``text``, in text order
     (one shingle if the text is shorter; none if it has no word).
 
-    Tokens are :func:`crawler.vietnamese.match_tokens`, so case, tone-mark placement, Unicode
+    Tokens are :func:`vntext.match_tokens`, so case, tone-mark placement, Unicode
     form and punctuation do not matter. A shingle's hash is a polynomial of its tokens' hashes
     (computed for all shingles at once), stable across processes and machines.
     """
@@ -318,7 +318,7 @@ def is_duplicate(a_text: str, b_text: str) -> bool:
 
 def token_sentences(text: str) -> list[list[str]]:
     """The match tokens of each sentence of ``text`` (a sentence ends at ``. ! ? …`` or at the
-    end of a line, as in :func:`crawler.vietnamese.sentence_key`)."""
+    end of a line, as in :func:`vntext.sentence_key`)."""
     sentences: list[list[str]] = [[]]
     for token in sentence_key(text).split():
         if token == SENTENCE_MARK:
@@ -562,7 +562,8 @@ def _refresh_representative(session: Session, story: Story, article: Article) ->
         story.representative_id = article.id
 
 
-def assign_story(session: Session, article: Article) -> int:
+def assign_story(session: Session, article: Article,
+                 fingerprint: Fingerprint | None = None) -> int:
     """Link a freshly inserted (flushed) article to its story, creating one if it is new;
     returns the story's id.
 
@@ -570,9 +571,9 @@ def assign_story(session: Session, article: Article) -> int:
     LSH buckets (pre-filtered by their signatures) and from shared long sentences, verified on
     the two texts without the source's boilerplate sentences. The article's fingerprint is
     indexed, and the story's representative stays the earliest published copy. Runs in the
-    caller's transaction.
+    caller's transaction. ``fingerprint`` is the article text's, when computed already.
     """
-    fingerprint = Fingerprint.of(article.text)
+    fingerprint = fingerprint or Fingerprint.of(article.text)
     match = _exact_match(session, article) or _near_match(session, article, fingerprint)
     if match is None:
         story_id = _new_story(session, article.id)

@@ -16,9 +16,9 @@ from sqlalchemy import ColumnElement, Integer, Select, column, exists, func, lit
 from sqlalchemy import text as sql_text
 from sqlalchemy.orm import Session, aliased, joinedload, selectinload
 
-from crawler.vietnamese import normalize_text
 from storage.models import POSTGRES_FULLTEXT_DOCUMENT, Article, Source, Story
 from storage.repository import VIETNAM, utc_naive
+from vntext import normalize_text
 
 _WORD = re.compile(r"\w+")
 # Days a date filter may name: any day a stored copy can carry, with room to spare, and far

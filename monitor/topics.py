@@ -2,7 +2,7 @@
 
 The model is ``config/topics.yaml`` (see its header for the formula): weighted terms, negative
 phrases, neutral phrases and a threshold. Phrases are matched on the key of the text
-(:func:`crawler.vietnamese.match_key`: case, tone-mark convention and Unicode form folded away)
+(:func:`vntext.match_key`: case, tone-mark convention and Unicode form folded away)
 in one left-to-right pass of a single regular expression built as a trie of all phrases, which
 keeps the longest phrase found at each word; so a longer phrase shadows the shorter ones inside
 it, and a phrase never matches inside a word. Only the title and the extracted body are scored.
@@ -25,8 +25,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from sqlalchemy import Row, select, update
 from sqlalchemy.orm import Session
 
-from crawler.vietnamese import SENTENCE_MARK, match_key, match_tokens, sentence_key
 from storage.models import Article
+from vntext import SENTENCE_MARK, match_key, match_tokens, sentence_key
 
 TOPICS_PATH_ENV = "DTMON_TOPICS"
 DEFAULT_TOPICS_PATH = Path(__file__).resolve().parents[1] / "config" / "topics.yaml"

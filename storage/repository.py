@@ -16,12 +16,11 @@ from datetime import UTC, date, datetime, timedelta
 from itertools import islice
 from typing import TypeVar
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
-from crawler.vietnamese import match_key
 from storage.models import (
     Article,
     ArticleUrl,
@@ -33,6 +32,7 @@ from storage.models import (
 )
 from storage.reading import article_query
 from storage.schema import VIETNAM, utc_naive
+from vntext import match_key
 
 # Stays well below every backend's limit on bound parameters per statement.
 _IN_CHUNK = 500
@@ -81,12 +81,16 @@ def decompress_html(raw_html: bytes) -> bytes:
 
 def ensure_source(session: Session, name: str, province: str | None) -> Source:
     """The source row called ``name``, created (with ``province``) when missing."""
-    source, _ = _get_or_insert(
+    return _find_or_add_source(session, name, province)[0]
+
+
+def _find_or_add_source(session: Session, name: str, province: str | None
+                        ) -> tuple[Source, bool]:
+    return _get_or_insert(
         session,
         lambda: session.scalar(select(Source).where(Source.name == name)),
         lambda: Source(name=name, province=province, created_at=utcnow()),
     )
-    return source
 
 
 # --- articles -------------------------------------------------------------------------------
@@ -149,17 +153,42 @@ def add_article(session: Session, data: ArticleData) -> tuple[Article, bool]:
 
     When it is already stored (same URL key or any shared URL), only its unseen URLs are
     recorded and ``(existing, False)`` is returned. Safe when processes store it at once.
+    The new row and its URLs are two Core inserts in a SAVEPOINT (the ORM's unit of work
+    cost more than the rest of storing an article), then the article is loaded.
     """
     urls = data.all_urls()
-    source = ensure_source(session, data.source_name, data.province)
-    article, created = _get_or_insert(
-        session,
-        lambda: find_article_by_urls(session, data.url_key, urls),
-        lambda: _new_article(source, data, urls),
-    )
+    article = find_article_by_urls(session, data.url_key, urls)
+    if article is None:
+        row = _article_row(_source_id(session, data.source_name, data.province), data)
+        try:
+            with session.begin_nested():
+                connection = session.connection()
+                article_id = connection.execute(
+                    insert(Article.__table__).values(row).returning(Article.__table__.c.id)
+                ).scalar_one()
+                connection.execute(insert(ArticleUrl.__table__),
+                                   [{"url": url, "article_id": article_id} for url in urls])
+        except IntegrityError:  # another process stored it meanwhile
+            article = find_article_by_urls(session, data.url_key, urls)
+            if article is None:
+                raise
+        else:
+            return session.get_one(Article, article_id), True
+    record_urls(session, article, urls)
+    return article, False
+
+
+def _source_id(session: Session, name: str, province: str | None) -> int:
+    """The id of source ``name`` (created when missing). An id found in the database is
+    remembered for the session's life; one just created is not (its SAVEPOINT may still be
+    rolled back)."""
+    known: dict[str, int] = session.info.setdefault("dtmon_source_ids", {})
+    if name in known:
+        return known[name]
+    source, created = _find_or_add_source(session, name, province)
     if not created:
-        record_urls(session, article, urls)
-    return article, created
+        known[name] = source.id
+    return source.id
 
 
 def record_urls(session: Session, article: Article, urls: Iterable[str]) -> None:
@@ -178,28 +207,28 @@ def record_urls(session: Session, article: Article, urls: Iterable[str]) -> None
     session.expire(article, ["urls"])
 
 
-def _new_article(source: Source, data: ArticleData, urls: list[str]) -> Article:
-    return Article(
-        source=source,
-        url=data.url,
-        url_key=data.url_key,
-        title=data.title,
-        text=data.text,
-        published=data.published,
-        published_at=published_at_utc(data.published),
-        author=data.author,
-        original_source=data.original_source,
-        province=data.province,
-        tags=list(data.tags),
-        language=data.language,
-        raw_html=zlib.compress(data.raw_html, 6),
-        content_hash=data.content_hash or content_hash(data.text),
-        fetched_at=utc_naive(data.fetched_at) if data.fetched_at else utcnow(),
-        topic_score=data.topic_score,
-        relevant=data.relevant,
-        topic_matches=data.topic_matches,
-        urls=[ArticleUrl(url=url) for url in urls],
-    )
+def _article_row(source_id: int, data: ArticleData) -> dict:
+    """The ``articles`` row of a new article."""
+    return {
+        "source_id": source_id,
+        "url": data.url,
+        "url_key": data.url_key,
+        "title": data.title,
+        "text": data.text,
+        "published": data.published,
+        "published_at": published_at_utc(data.published),
+        "author": data.author,
+        "original_source": data.original_source,
+        "province": data.province,
+        "tags": list(data.tags),
+        "language": data.language,
+        "raw_html": zlib.compress(data.raw_html, 6),
+        "content_hash": data.content_hash or content_hash(data.text),
+        "fetched_at": utc_naive(data.fetched_at) if data.fetched_at else utcnow(),
+        "topic_score": data.topic_score,
+        "relevant": data.relevant,
+        "topic_matches": data.topic_matches,
+    }
 
 
 def iter_articles(
@@ -470,9 +499,8 @@ def settle_owed(session: Session, url_keys: Iterable[str]) -> int:
     """Forget the owed articles with these URL keys (they are stored); how many there were."""
     settled = 0
     for chunk in _chunks(set(url_keys)):
-        for owed in session.scalars(select(OwedArticle).where(OwedArticle.url_key.in_(chunk))):
-            session.delete(owed)
-            settled += 1
+        settled += session.execute(delete(OwedArticle).where(OwedArticle.url_key.in_(chunk))
+                                   .execution_options(synchronize_session=False)).rowcount
     return settled
 
 

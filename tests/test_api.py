@@ -13,7 +13,6 @@ import feedparser
 import pytest
 from fastapi.testclient import TestClient
 
-from crawler.vietnamese import normalize_text
 from monitor.api import ServiceSettings, create_app
 from monitor.auth import Access, token_digest
 from monitor.ingest import ingest_article
@@ -21,6 +20,7 @@ from monitor.topics import load_topics
 from storage.db import init_db, make_engine, session_factory, session_scope
 from storage.repository import ArticleData
 from tests.fixtures.shared_data import REPO_ROOT
+from vntext import normalize_text
 
 TOKENS = {"http-nlp": "nlp-token-0123456789abcdefghijkl",
           "archive": "archive-token-0123456789abcdefgh"}

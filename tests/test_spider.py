@@ -8,13 +8,14 @@ nothing and run once.
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 import os
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -230,10 +231,14 @@ def test_sitemap_index_shards_newest_first() -> None:
     assert newest_first(dated)[0]["loc"] == "https://x.vn/b.xml"
 
 
+async def _collect(outputs: AsyncIterator[object]) -> list[object]:
+    return [output async for output in outputs]
+
+
 def test_a_page_without_article_text_is_an_error_with_its_reason() -> None:
     """Nothing empty is stored: the page is counted and reported under its source, with why,
     and its article is owed to the next crawl."""
-    crawler = get_crawler(NewsSpider)
+    crawler = get_crawler(NewsSpider, {"DTMON_EXTRACT_WORKERS": 0})
     spider = NewsSpider.from_crawler(crawler, sources="vov")
     source = spider.selected[0]
     url = "https://vov.vn/chuyen-doi-so/bai-viet-trong.html"
@@ -242,7 +247,7 @@ def test_a_page_without_article_text_is_an_error_with_its_reason() -> None:
     response = HtmlResponse(url=url, body=body, encoding="utf-8", request=Request(
         url, meta={"dtmon_source": "vov", "dtmon_article": link}))
 
-    assert list(spider.parse_article(response)) == []
+    assert asyncio.run(_collect(spider.parse_article(response))) == []
     assert link.key in spider.owed.owed
     assert spider.source_errors["vov"] == [
         f"no article text extracted (no article text found on the page), not stored: {url}"]

@@ -6,7 +6,7 @@ import unicodedata
 
 import pytest
 
-from crawler.vietnamese import match_key, match_tokens, normalize_text
+from vntext import match_key, match_tokens, normalize_text
 
 
 def test_nfd_input_gives_the_same_key_and_nfc_text() -> None:

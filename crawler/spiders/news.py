@@ -46,6 +46,7 @@ from urllib.parse import urljoin, urlsplit
 
 import feedparser
 import scrapy
+from scrapy.crawler import Crawler
 from scrapy.exceptions import IgnoreRequest
 from scrapy.http import FormRequest, Request, Response, TextResponse
 from scrapy.spidermiddlewares.httperror import HttpError
@@ -54,6 +55,7 @@ from twisted.python.failure import Failure
 
 from crawler.discovery import ListingPage
 from crawler.extraction import extract_article
+from crawler.extractors import ArticleExtractor, Extracted
 from crawler.incremental import CONDITIONAL
 from crawler.items import ArticleItem
 from crawler.middlewares import InterstitialPage
@@ -138,6 +140,8 @@ class NewsSpider(scrapy.Spider):
         # Articles (with their text digest and link) waiting for their source's home page.
         self._awaiting_home: dict[str, list[tuple[ArticleItem, str, OwedLink]]] = {}
         self.owed: OwedLedger = MemoryLedger()
+        # Article pages are extracted here, in the event loop, unless from_crawler sets a pool.
+        self.extractor = ArticleExtractor(workers=0)
         # Article requests not finished yet (owed when the crawl stops before they are).
         self._pending: dict[str, OwedLink] = {}
         self._requested_per_source: Counter[str] = Counter()
@@ -146,6 +150,14 @@ class NewsSpider(scrapy.Spider):
         # per source (a crawl stopped early saves no validators for those sources).
         self.discovery_failed: set[str] = set()
         self._discovery_pending: Counter[str] = Counter()
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> NewsSpider:
+        """The spider of a crawl: article pages are extracted by the crawl's pool of
+        extraction processes (see crawler/extractors.py)."""
+        spider = super().from_crawler(crawler, *args, **kwargs)
+        spider.extractor = ArticleExtractor.from_crawler(crawler)
+        return spider
 
     @property
     def discovery_unfinished(self) -> set[str]:
@@ -375,23 +387,40 @@ class NewsSpider(scrapy.Spider):
         yield self._request(source, link.url, self.parse_article, dtmon_link=link.url,
                             dtmon_article=link)
 
-    def parse_article(self, response: Response) -> Iterator[ArticleItem | Request]:
-        """An article page → one ArticleItem. A page that cannot be one (empty, truncated,
-        not an article) or that raises is reported under its source and owed."""
+    async def parse_article(self, response: Response) -> AsyncIterator[ArticleItem | Request]:
+        """An article page → one ArticleItem, extracted by :attr:`extractor` (a worker
+        process) while the event loop goes on fetching. A page that cannot be one (empty,
+        truncated, not an article) or that raises is reported under its source and owed."""
         source = self._fetched(response)
         try:
-            yield from self._article(source, response)
+            outputs = list(self._article(source, response, await self._extract(response)))
         except Exception as exc:  # noqa: BLE001 - one bad page must not go silently
             self._owe(source, response.meta, f"{type(exc).__name__}: {exc} at {response.url}",
                       error=True)
+            return
+        for output in outputs:
+            yield output
 
-    def _article(self, source: Source, response: Response) -> Iterator[ArticleItem | Request]:
-        link: OwedLink = response.meta["dtmon_article"]
+    async def _extract(self, response: Response) -> Extracted | None:
+        """The page extracted and analysed, counted in ``extract_us`` / ``analyse_us``;
+        ``None`` when it is not a text page."""
         if not isinstance(response, TextResponse):
+            return None
+        extracted = await self.extractor.extract(response.body, response.url,
+                                                 _http_charset(response))
+        source = self.registry.get(response.meta["dtmon_source"])
+        self._count(source, "extract_us", round(extracted.extract_seconds * 1e6))
+        self._count(source, "analyse_us", round(extracted.analyse_seconds * 1e6))
+        return extracted
+
+    def _article(self, source: Source, response: Response, extracted: Extracted | None
+                 ) -> Iterator[ArticleItem | Request]:
+        link: OwedLink = response.meta["dtmon_article"]
+        if extracted is None:
             self._empty(source, response.url, "not a text page")
             self._owe(source, response.meta, f"not a text page: {response.url}")
             return
-        article = extract_article(response.body, response.url, encoding=_http_charset(response))
+        article = extracted.article
         if article.is_empty:
             why = f"no article text extracted ({article.failure})"
             self._empty(source, response.url, why)
@@ -428,6 +457,7 @@ class NewsSpider(scrapy.Spider):
             tags=list(article.tags),
             language=article.language,
             raw_html=response.body,
+            analysis=extracted.analysis,
             fetched_at=datetime.now(UTC),
             etag=_header(response, "ETag"),
             last_modified=_header(response, "Last-Modified"),

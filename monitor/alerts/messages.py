@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from crawler.vietnamese import normalize_text
 from storage.models import AlertOutbox, Article
+from vntext import normalize_text
 
 EXCERPT_CHARS = 400
 EXCERPT_LINES = 3

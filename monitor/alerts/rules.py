@@ -19,7 +19,7 @@ import apprise
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from crawler.vietnamese import match_key, match_tokens
+from vntext import match_key, match_tokens
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
 DEFAULT_ALERTS_PATH = CONFIG_DIR / "alerts.yaml"

@@ -195,7 +195,7 @@ def resolve_name(kind: str, value: str, stored: list[str],
     """The ``kind`` name (a province, a source) that ``value`` spells, ignoring diacritics,
     case and spaces: among the ``stored`` names, else the source registry's. Exits naming the
     known ones when there is none."""
-    from crawler.vietnamese import name_key
+    from vntext import name_key
 
     wanted = name_key(value)
     found = next((name for name in stored if name_key(name) == wanted), None)

@@ -1,4 +1,8 @@
-"""Vietnamese text normalisation.
+"""Vietnamese text normalisation, the bottom layer of dtmon.
+
+Every package may import it (storage keys content hashes with it, the crawler cleans extracted
+text with it, monitor scores topics and shingles with it), and it imports none of them: the
+layers are ``vntext`` <- ``storage`` <- ``crawler`` <- ``monitor`` (tests/test_layering.py).
 
 Two different jobs, kept apart on purpose:
 

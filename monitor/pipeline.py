@@ -1,12 +1,16 @@
 """The storage pipeline: every scraped article goes to the database through monitor.ingest,
 and the crawl run's per-source counters are kept there too, so that `dtmon crawl` can show
-progress and a run record says what happened."""
+progress and a run record says what happened.
+
+It lives in monitor, above the crawler: crawler/settings.py names it by its dotted path in
+``ITEM_PIPELINES``, so the crawler never imports monitor."""
 
 from __future__ import annotations
 
 import logging
 import os
 import socket
+import threading
 from collections.abc import Collection
 from datetime import timedelta
 from typing import Any
@@ -16,14 +20,17 @@ from scrapy.crawler import Crawler
 from scrapy.exceptions import DropItem
 from scrapy.utils.defer import deferred_from_coro
 from sqlalchemy.orm import Session, sessionmaker
-from twisted.internet import task
+from twisted.internet import task, threads
+from twisted.internet.defer import Deferred
 
 from crawler.items import ArticleItem
+from crawler.processes import spawn_pool
 from crawler.sources import Registry
 from crawler.urls import url_key
 from monitor.alerts import ALERTS_SETTING, load_rules
-from monitor.ingest import ingest_article
-from monitor.topics import TopicModel, load_topics
+from monitor.storing import StoreJob, start_writer, store_jobs
+from monitor.topics import load_topics
+from monitor.writer import GroupWriter, StoreFailed
 from storage import repository
 from storage.db import StorageError, init_db, make_engine, session_factory, session_scope
 from storage.repository import OwedLink
@@ -59,8 +66,10 @@ class StoragePipeline:
         self.engine = make_engine(settings.get("DTMON_DATABASE_URL") or None)
         init_db(self.engine)
         self.sessions: sessionmaker[Session] = session_factory(self.engine)
-        self.topics: TopicModel = load_topics()
-        self.alerts = load_rules(settings.get(ALERTS_SETTING) or None)
+        # Read now so that a bad topics or alerts file stops the crawl before it starts; the
+        # writer process reads its own copies.
+        load_topics()
+        load_rules(settings.get(ALERTS_SETTING) or None)
         self.refresh = settings.getbool("DTMON_REFRESH")
         self.run_id: int | None = settings.getint("DTMON_RUN_ID") or None
         self.owns_run = self.run_id is None
@@ -71,6 +80,8 @@ class StoragePipeline:
             max_attempts=settings.getint("DTMON_OWED_MAX_ATTEMPTS", 8),
             backoff=timedelta(seconds=settings.getfloat("DTMON_OWED_BACKOFF_SECONDS", 900)))
         self._flusher = task.LoopingCall(self.flush_stats)
+        self._stats_lock = threading.Lock()
+        self._stats_final = False
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> StoragePipeline:
@@ -88,6 +99,12 @@ class StoragePipeline:
         if not self.refresh:
             spider.known_url_keys = self.stored_keys
         spider.owed = self
+        settings = self.crawler.settings
+        url = self.engine.url.render_as_string(hide_password=False)
+        self.writer = GroupWriter(
+            spawn_pool(1, start_writer, (url, settings.get(ALERTS_SETTING) or None)),
+            store_jobs, batch=settings.getint("DTMON_STORE_BATCH", 50),
+            wait=settings.getfloat("DTMON_STORE_BATCH_MS", 250) / 1000)
         self._flusher.start(_FLUSH_SECONDS, now=True)
 
     def stored_keys(self, url_keys: Collection[str]) -> set[str]:
@@ -122,53 +139,74 @@ class StoragePipeline:
             logger.warning("[%s] gave up on %s after %d attempts: %s", source, url, attempts,
                            error)
 
-    def process_item(self, item: Any) -> Any:
-        """Store one article with its topic result and story, counting it new or seen, and
-        settle it in the owed list. Any failure: an error of its source, the article owed."""
+    async def process_item(self, item: Any) -> Any:
+        """Store one article with its topic result and story (by the writer, in its group's
+        transaction), counting it new or seen once that transaction committed, and settle it
+        in the owed list. Any failure: an error of its source, the article owed."""
         if not isinstance(item, ArticleItem):
             return item
         spider = self.crawler.spider
         data = article_data(item, spider.registry)
+        job = StoreJob(data, item.get("analysis"),
+                       {data.url_key, *(url_key(url, spider.registry) for url in data.urls)})
         try:
-            with session_scope(self.sessions) as session:
-                result = ingest_article(session, data, self.topics, self.alerts)
-                repository.settle_owed(session, {data.url_key, *(
-                    url_key(url, spider.registry) for url in data.urls)})
+            stored = await self.writer.store(job)
         except StorageError as exc:
             self._stop_crawl(f"cannot store {data.url}: {exc}")
             spider.owe_item(item, f"not stored, {exc}: {data.url}")
             raise DropItem(str(exc)) from exc
-        except Exception as exc:
-            message = f"not stored, {type(exc).__name__}: {_first_line(exc)}: {data.url}"
+        except StoreFailed as exc:
+            message = f"not stored, {exc}: {data.url}"
             spider.owe_item(item, message)
             raise DropItem(message) from exc
+        result = stored.result
         counter = "articles_new" if result.created else "articles_seen"
         self.crawler.stats.inc_value(f"dtmon/{data.source_name}/{counter}")
+        self.crawler.stats.inc_value(f"dtmon/{data.source_name}/store_us",
+                                     round(stored.seconds * 1e6))
         if not result.created:
             raise DropItem(f"already stored: {data.url}")
         logger.info("[%s] stored article %d (%s): %s", data.source_name, result.article_id,
                     "relevant" if result.relevant else "not relevant", data.url)
         return item
 
-    def flush_stats(self) -> None:
-        """Copy the spider's per-source counters and errors into the run record."""
+    def flush_stats(self) -> Deferred | None:
+        """Copy the spider's per-source counters and errors into the run record, in a thread
+        (a write may wait for the writer's group to commit: the event loop does not)."""
         spider = self.crawler.spider
         if spider is None or self.run_id is None:
-            return
+            return None
         if self.parent_pid is not None and os.getppid() != self.parent_pid:
             self.parent_pid = None
             self._stop_crawl("the dtmon process that started this crawl is gone",
                              reason=PARENT_GONE)
-        counters = _source_counters(self.crawler.stats.get_stats())
+        return threads.deferToThread(self._write_stats, *self._stats_now(spider))
+
+    def _stats_now(self, spider: Spider) -> tuple[dict[str, dict[str, int]],
+                                                  dict[str, list[str]]]:
+        """The per-source counters and error messages as they are now (copies)."""
         errors: dict[str, list[str]] = getattr(spider, "source_errors", {})
+        return (_source_counters(self.crawler.stats.get_stats()),
+                {name: list(messages) for name, messages in errors.items()})
+
+    def _write_stats(self, counters: dict[str, dict[str, int]],
+                     errors: dict[str, list[str]], final: bool = False) -> None:
+        """Write counters; once the final ones are written, a late periodic write is not."""
+        with self._stats_lock:
+            if not self._stats_final:
+                self._write_source_stats(counters, errors)
+            self._stats_final = self._stats_final or final
+
+    def _write_source_stats(self, counters: dict[str, dict[str, int]],
+                            errors: dict[str, list[str]]) -> None:
         with session_scope(self.sessions) as session:
             for name in sorted(set(counters) | set(errors)):
-                record = repository.source_stats(session, self.run_id, name)
+                record = repository.source_stats(session, self._run(), name)
                 values = counters.get(name, {})
                 for column in _COLUMN_COUNTERS:
                     setattr(record, column, values.get(column, 0))
                 record.stats = values
-                record.error_messages = list(errors.get(name, []))
+                record.error_messages = errors.get(name, [])
 
     def spider_closed(self, spider: Spider, reason: str) -> None:
         """Write the final counters and record whether the crawl ended as it should.
@@ -178,9 +216,11 @@ class StoragePipeline:
         """
         if self._flusher.running:
             self._flusher.stop()
+        self.writer.close()
         status = "ok" if reason == "finished" else "failed"
         with session_scope(self.sessions) as session:
-            self.flush_stats()
+            if self.run_id is not None:
+                self._write_stats(*self._stats_now(spider), final=True)
             if self.owns_run or reason == PARENT_GONE:
                 repository.finish_run(session, self._run(), status)
             elif status == "failed":
@@ -218,11 +258,6 @@ def article_data(item: ArticleItem, registry: Registry) -> repository.ArticleDat
         raw_html=item.get("raw_html") or b"",
         fetched_at=item.get("fetched_at"),
     )
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else repr(exc)
 
 
 def _source_counters(stats: dict[str, Any]) -> dict[str, dict[str, int]]:
