@@ -66,7 +66,7 @@ def database_state(database_url: str) -> DatabaseState:
             fingerprinted = {url_of[f.article_id] for f in session.scalars(
                 select(ArticleFingerprint))}
             outbox: list[tuple[str, str, str]] = []
-            if inspect(engine).has_table(AlertOutbox.__tablename__):
+            if inspect(engine).has_table(AlertOutbox.__table__.name):
                 outbox = sorted((o.rule, o.kind, url_of.get(o.article_id or 0, ""))
                                 for o in session.scalars(select(AlertOutbox)))
             return DatabaseState(
