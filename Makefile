@@ -30,8 +30,10 @@ chromium:
 			>$(CHROMIUM_LOG) 2>&1 \
 		|| echo "warning: cannot install chromium (see $(CHROMIUM_LOG)); the web page tests will be skipped"; }
 
+# Two test processes: most tests wait on crawl subprocesses and servers, not on the CPU. A test
+# file runs whole in one process (--dist loadfile), so its module-scoped crawls are made once.
 test: $(STAMP) chromium
-	$(VENV)/bin/python -m pytest
+	$(VENV)/bin/python -m pytest -n 2 --dist loadfile
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
