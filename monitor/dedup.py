@@ -233,19 +233,22 @@ class PairFigures:
 
 @dataclass(frozen=True)
 class _SentenceProfile:
-    """What alignment compares of one sentence: its folded word bigrams, its numbers and its
-    length in syllables."""
+    """What alignment compares of one sentence: its folded word bigrams, its numbers, its
+    length in syllables and how many of its bigrams another sentence must hold to hold it
+    (``SENTENCE_SIMILARITY``)."""
 
     bigrams: frozenset[tuple[str, str]]
     numbers: frozenset[str]
     length: int
+    enough: float
 
     @classmethod
     def of(cls, tokens: list[str]) -> _SentenceProfile:
         folded = [fold_token(token) for token in tokens]
-        return cls(frozenset(zip(folded, folded[1:], strict=False)),
+        bigrams = frozenset(zip(folded, folded[1:], strict=False))
+        return cls(bigrams,
                    frozenset(token.lstrip("0") or "0" for token in tokens if token.isdigit()),
-                   len(tokens))
+                   len(tokens), SENTENCE_SIMILARITY * len(bigrams))
 
     def other_figures(self, other: _SentenceProfile, rewrite: bool) -> bool:
         """True when this sentence has a number ``other`` lacks: the same words with other
@@ -253,11 +256,6 @@ class _SentenceProfile:
         number this one lacks: a rewrite may add a figure (a headline joined to its lead)."""
         extra = self.numbers - other.numbers
         return bool(extra and (other.numbers - self.numbers or not rewrite))
-
-    def found_in(self, other: _SentenceProfile) -> float:
-        """Share of this sentence's bigrams found in ``other`` (a sentence the copy split in two
-        is still found whole in the original's)."""
-        return len(self.bigrams & other.bigrams) / len(self.bigrams) if self.bigrams else 0.0
 
 
 @dataclass(frozen=True)
@@ -306,11 +304,14 @@ def _aligned_share(shorter: tuple[_SentenceProfile, ...],
     total = sum(s.length for s in shorter)
     if not total or not longer:
         return 0.0
-    rewrite = total >= REWRITE_LENGTH_RATIO * sum(s.length for s in longer)
+    # In a rewrite, a sentence sharing fewer bigrams than any sentence of the other needs
+    # holds none of them whole.
+    inside_from = (min(s.enough for s in longer)
+                   if total >= REWRITE_LENGTH_RATIO * sum(s.length for s in longer) else None)
     aligned = 0.0
     count = 0
     for sentence in shorter:
-        credit = _sentence_credit(sentence, longer, rewrite)
+        credit = _sentence_credit(sentence, longer, inside_from)
         if credit is None:
             return 0.0
         aligned += credit
@@ -319,20 +320,23 @@ def _aligned_share(shorter: tuple[_SentenceProfile, ...],
 
 
 def _sentence_credit(sentence: _SentenceProfile, others: tuple[_SentenceProfile, ...],
-                     rewrite: bool) -> float | None:
+                     inside_from: float | None) -> float | None:
     """The syllables of ``sentence`` that align with ``others``: all of them when its bigrams
     are found in one sentence of the other text (None when that sentence lacks one of its
-    numbers: a template); in a ``rewrite`` (texts of about one length), when it holds whole
-    sentences of the other text with the same numbers instead (sentences joined, a clause
-    added), the share of its bigrams those sentences cover; else 0."""
-    score, position = max((sentence.found_in(other), index) for index, other in enumerate(others))
-    if score >= SENTENCE_SIMILARITY:
-        return None if sentence.other_figures(others[position], rewrite) else sentence.length
-    if not rewrite:
+    numbers: a template); in a rewrite (texts of about one length: ``inside_from`` is the
+    fewest bigrams a sentence of ``others`` needs), when it holds whole sentences of the other
+    text with the same numbers instead (sentences joined, a clause added), the share of its
+    bigrams those sentences cover; else 0."""
+    rewrite = inside_from is not None
+    shared = [len(sentence.bigrams & other.bigrams) for other in others]  # each pair once
+    best = max(shared)
+    if best >= sentence.enough:
+        match = others[len(shared) - 1 - shared[::-1].index(best)]
+        return None if sentence.other_figures(match, rewrite) else sentence.length
+    if not rewrite or best < inside_from:
         return 0.0
-    inside = [other.bigrams for other in others
-              if other.found_in(sentence) >= SENTENCE_SIMILARITY
-              and not sentence.other_figures(other, rewrite)]
+    inside = [other.bigrams for other, common in zip(others, shared, strict=True)
+              if common >= other.enough and not sentence.other_figures(other, rewrite)]
     if not inside:
         return 0.0
     covered = sentence.bigrams & frozenset().union(*inside)
