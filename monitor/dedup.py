@@ -12,9 +12,9 @@ syllables the two texts share word for word. A pair is one story when the simila
 of ``BLOCK_THRESHOLD`` syllables (a release reproduced under another outlet's own lead). *Tail*:
 the shared block that ends one text while the other goes on, a copy cut after its first part
 (under a lead of its own, the release's start is all it kept); a pair is one story when it
-reaches ``TAIL_BLOCK_THRESHOLD`` syllables. When both texts end with shared words, that is an
+reaches ``TAIL_BLOCK_THRESHOLD`` syllables. When both texts end with the same words, that is an
 outlet's closing paragraph, not a cut. On the real pairs the copies it links share 40-83
-syllables to the end of one text; different stories share at most 29 there (a quoted line).
+syllables to the end of one text; different stories share at most 26 there (a quoted line).
 
 A copy reworded lightly (an aggregator's rewrite, a release retold sentence by sentence) shares
 few 5-syllable shingles with its original, no more than two independent reports of one event.
@@ -300,10 +300,10 @@ def _blocks(sequence: np.ndarray, other: np.ndarray) -> tuple[int, int]:
     return int(runs.max()) + SHINGLE_SIZE - 1, last
 
 
-def _tail(a_last: int, b_last: int) -> int:
-    """The block ending one text only (a copy cut there: the other text goes on); 0 when both
-    texts end with shared words (an outlet's closing paragraph) or neither does."""
-    return 0 if a_last and b_last else max(a_last, b_last)
+def _tail(a: _Shingled, b: _Shingled, a_last: int, b_last: int) -> int:
+    """The shared block that ends one text, the other going on (a copy cut there); 0 when the
+    two texts end with the same words (an outlet's closing paragraph)."""
+    return 0 if a.sequence[-1] == b.sequence[-1] else max(a_last, b_last)
 
 
 def _alignment(a: tuple[_SentenceProfile, ...], b: tuple[_SentenceProfile, ...]) -> float:
@@ -371,7 +371,7 @@ def _figures(a: _Shingled, b: _Shingled) -> PairFigures:
                        containment=shared / smaller if smaller else 0.0,
                        shared=shared, block=max(a_block, b_block),
                        alignment=_alignment(a.sentences, b.sentences),
-                       tail=_tail(a_last, b_last))
+                       tail=_tail(a, b, a_last, b_last) if shared else 0)
 
 
 def compare(a_text: str, b_text: str) -> PairFigures:
