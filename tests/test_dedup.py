@@ -30,14 +30,21 @@ DATA = Path(__file__).parent / "data"
 # Constructed pairs: ours, and 80 written without sight of the detector (hard negatives: the same
 # event reported independently, one press-release template for two provinces, a brief).
 PAIRS_FILES = [DATA / "dedup_pairs.jsonl", DATA / "dedup_holdout.jsonl"]
-# Real pairs from public pages (tests/data/README.md): the development parts, and the two
-# held-out parts, each scored once and spent since.
-REAL_DEV = [DATA / "dedup_real_dev.jsonl", DATA / "dedup_real_dev2.jsonl",
-            DATA / "dedup_real_holdout.jsonl", DATA / "dedup_real_holdout2.jsonl"]
-# Copies the linker misses (tests/data/README.md): a feature retold with a new first sentence,
-# and an agency's version of a notice against a paper's second version; in both most sentences
-# are reworded beyond the alignment's similarity (alignment 0.37).
-REAL_MISSES = {"74185bb34a", "c1432e3de3"}
+# Real pairs from public pages (tests/data/README.md): the development parts, and the three
+# held-out parts, each scored once and spent since (the third at 76aadef: 6 of 17 copies linked,
+# 0 of 22 false merges).
+REAL_DEV = [DATA / f"dedup_real_{part}.jsonl"
+            for part in ("dev", "dev2", "dev3", "holdout", "holdout2", "holdout3")]
+# Copies the linker misses (tests/data/README.md): two sites' rewrites of one organiser's release,
+# where the sentence that joins the release's lead to a clause of its own holds only 68 % of the
+# other's sentence (alignment 0.35); in the third held-out part, heavier paraphrases sharing at
+# most one whole sentence in the excerpt windows, a release whose shared block (85 syllables)
+# ends both excerpts, and a rewrite that changed a date (read as a template's other figures).
+REAL_MISSES = {"f24e49e2c3", "6d1555e570", "054bebee40", "2f6582b1af",
+               "82f0e31849", "1f61c1394d", "b408979ae2", "27e32924e9", "87073d6ecc"}
+# The fourth held-out part (tests/data/README.md), collected after the rules were final and
+# scored once at de59e9f: 11 of 22 copies linked, 0 of 26 false merges. Not development data.
+REAL_HOLDOUT4 = DATA / "dedup_real_holdout4.jsonl"
 GOLD_DUPLICATES = {
     frozenset({"hy-hoi-nghi-thuong-truc-cds", "bhy-hoi-nghi-thuong-truc-cds"}),
     frozenset({"hg-repost-vov-cds", "vov-thu-tuong-cds-cai-cach-bo-may"}),
@@ -92,6 +99,15 @@ def test_real_copies_are_linked(pair: dict) -> None:
     assert figures == compare(pair["b_text"], pair["a_text"])
 
 
+def test_fourth_held_out_part_keeps_the_figures_it_was_scored_with() -> None:
+    """No false merge among its 26 different stories, and at least the 11 copies linked then."""
+    pairs = [json.loads(line) for line in REAL_HOLDOUT4.read_text("utf-8").splitlines() if line]
+    verdicts = [(p["duplicate"], is_duplicate(p["a_text"], p["b_text"])) for p in pairs]
+    assert sum(truth for truth, _ in verdicts) == 22
+    assert sum(got and not truth for truth, got in verdicts) == 0
+    assert sum(got and truth for truth, got in verdicts) >= 11
+
+
 def test_alignment_links_a_light_rewording_that_shares_few_shingles() -> None:
     """Two sites' versions of one police notice: reworded in every sentence, so no shingle
     figure decides, but most sentences keep their words and figures, in order."""
@@ -99,6 +115,23 @@ def test_alignment_links_a_light_rewording_that_shares_few_shingles() -> None:
     figures = compare(rewrite["a_text"], rewrite["b_text"])
     assert figures.similarity < 0.5 and figures.containment < 0.8 and figures.block < 100
     assert figures.alignment >= 0.35 and figures.duplicate
+
+
+def test_a_rewrite_that_joins_sentences_or_adds_a_clause_still_aligns() -> None:
+    """A feature retold with a clause of its own in a sentence, and a blog copy joining two
+    sentences: the other text's sentence is found whole inside the longer sentence."""
+    for pair_id in ("74185bb34a", "a83bc8a230"):
+        pair = next(p for p in _real_pairs() if p["id"] == pair_id)
+        figures = compare(pair["a_text"], pair["b_text"])
+        assert figures.similarity < 0.5 and figures.containment < 0.8 and figures.block < 100
+        assert figures.alignment >= 0.4 and figures.duplicate
+
+
+def test_a_copy_with_look_alike_letters_aligns_as_its_original() -> None:
+    """A mirror swapping letters for look-alikes ("ᵭṑng" for "đồng") to escape matching."""
+    pair = next(p for p in _real_pairs() if p["kind"] == "copy_with_lookalike_letters")
+    assert "ᵭṑng" in pair["b_text"]
+    assert compare(pair["a_text"], pair["b_text"]).alignment >= 0.9
 
 
 def test_a_template_filled_in_with_other_figures_does_not_align() -> None:
@@ -122,6 +155,38 @@ def test_containment_and_block_decide_where_similarity_is_low() -> None:
     inside = next(p for p in _real_pairs() if p["id"] == "3ceb84a3b2")
     figures = compare(inside["a_text"], inside["b_text"])
     assert figures.similarity < 0.5 and figures.containment >= 0.8 and figures.duplicate
+
+
+def test_a_copy_cut_after_its_first_part_is_linked_by_the_block_that_ends_it() -> None:
+    """A release's start reprinted under another outlet's lead, cut there: the shared block is
+    too short for the block rule, but it ends the copy while the original goes on. Two stories
+    ending with the same closing paragraph end with the same words, and stay apart."""
+    release = ("Trung tâm Dữ liệu quốc gia cho biết hệ thống đã kết nối dữ liệu dân cư với các bộ, "
+               "ngành và địa phương, phục vụ giải quyết thủ tục hành chính cho người dân. "
+               "Việc khai thác dữ liệu được thực hiện theo đúng quy định về bảo vệ dữ liệu cá nhân "
+               "và chỉ phục vụ các mục đích đã được pháp luật cho phép.")
+    rest = ("Trong năm tới, trung tâm sẽ mở rộng kho dữ liệu sang lĩnh vực y tế, giáo dục và "
+            "bảo hiểm xã hội, đồng thời đào tạo thêm cán bộ vận hành ở các tỉnh miền núi. "
+            "Người dân có thể tra cứu thông tin của mình trên ứng dụng và đề nghị sửa khi thấy "
+            "sai sót, hồ sơ được trả lời trong vòng ba ngày làm việc. "
+            "Trung tâm cũng đang thử nghiệm trợ lý ảo trả lời câu hỏi thường gặp của doanh "
+            "nghiệp về thủ tục khai thác dữ liệu mở. "
+            "Dự kiến cuối năm, toàn bộ hồ sơ giấy của các xã sẽ được số hóa và lưu trữ tập trung.")
+    own_lead = ("Sáng nay, tại Hà Nội, lãnh đạo tỉnh đã làm việc với đoàn công tác về tình hình "
+                "triển khai các nhiệm vụ trọng tâm trong quý cuối năm của địa phương. "
+                "Báo cáo tại buổi làm việc, Giám đốc Sở Khoa học và Công nghệ cho biết tỉnh đã "
+                "hoàn thành việc làm sạch dữ liệu của hơn một triệu nhân khẩu trên địa bàn. "
+                "Nhiều xã vùng cao đã có điểm hỗ trợ người dân nộp hồ sơ trực tuyến ngay tại "
+                "nhà văn hóa thôn, do đoàn thanh niên và công an xã trực. "
+                "Đoàn công tác ghi nhận các kết quả này và đề nghị tỉnh sớm báo cáo những vướng "
+                "mắc về hạ tầng mạng ở các huyện biên giới. "
+                "Các đại biểu đã nghe giới thiệu cách vận hành kho dữ liệu.")
+    other_lead = ("Chiều qua, Sở Tư pháp tổ chức hội nghị tổng kết công tác cải cách hành chính "
+                  "và giao chỉ tiêu cho các phòng chuyên môn trong năm mới.")
+    cut = compare(own_lead + "\n" + release, release + "\n" + rest)
+    assert cut.block < 100 and cut.alignment < 0.4 and cut.tail >= 40 and cut.duplicate, cut
+    closing = compare(own_lead + "\n" + release, other_lead + "\n" + rest + "\n" + release)
+    assert closing.tail == 0 and not closing.duplicate, closing
 
 
 def test_gold_duplicates_are_exactly_the_syndicated_copies(gold: dict[str, dict]) -> None:
@@ -288,8 +353,9 @@ def test_cli_dedup_pairs_writes_one_verdict_per_line(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     verdicts = [json.loads(line) for line in result.output.splitlines()]
     assert [v["duplicate"] for v in verdicts] == [p["duplicate"] for p in pairs]
-    assert all(0.0 <= v["similarity"] <= v["containment"] <= 1.0 and v["block"] >= 0
-               and 0.0 <= v["alignment"] <= 1.0 for v in verdicts)
+    assert all(0.0 <= v["similarity"] <= v["containment"] <= 1.0
+               and v["block"] >= v["tail"] >= 0 and 0.0 <= v["alignment"] <= 1.0
+               for v in verdicts)
 
 
 def test_cli_dedup_pairs_reads_standard_input_and_answers_with_its_figures() -> None:

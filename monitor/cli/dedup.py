@@ -22,8 +22,8 @@ def pairs(
                        help="JSON lines with a_text, b_text (default: standard input)."),
     ] = None,
 ) -> None:
-    """Score text pairs: one JSON line {"similarity", "containment", "block", "alignment",
-    "duplicate"} per input line (the figures the verdict was decided on)."""
+    """Score text pairs: one JSON line {"similarity", "containment", "block", "tail",
+    "alignment", "duplicate"} per input line (the figures the verdict was decided on)."""
     with file.open(encoding="utf-8") if file else sys.stdin as lines:
         for number, line in enumerate(lines, start=1):
             if not line.strip():
