@@ -470,15 +470,18 @@ def sentence_matches(session: Session, fingerprint: Fingerprint, source_id: int,
     """Look the article's long sentences up in ``sentence_fingerprints`` (one query)."""
     if not fingerprint.sentence_hashes:
         return SentenceMatches(frozenset(), frozenset())
-    rows = [row for row in session.connection().execute(
-                _sentences_query(), {"hashes": list(fingerprint.sentence_hashes)})
-            if row.article_id != exclude]
-    same_source = Counter(row.sentence_hash for row in rows if row.source_id == source_id)
+    # Up to MAX_SENTENCE_ROWS rows, fetched at once and read as tuples: a row at a time cost
+    # the writer more than the query once stock phrases recur in thousands of articles.
+    rows = [(sentence, article, source) for sentence, article, source in
+            session.connection().execute(
+                _sentences_query(), {"hashes": list(fingerprint.sentence_hashes)}).all()
+            if article != exclude]
+    same_source = Counter(sentence for sentence, _, source in rows if source == source_id)
     boilerplate = frozenset(h for h, n in same_source.items() if n >= BOILERPLATE_ARTICLES)
-    carriers = Counter(row.sentence_hash for row in rows)
+    carriers = Counter(sentence for sentence, _, _ in rows)
     return SentenceMatches(
-        frozenset(row.article_id for row in rows if row.sentence_hash not in boilerplate
-                  and carriers[row.sentence_hash] <= MAX_KEY_ARTICLES),
+        frozenset(article for sentence, article, _ in rows if sentence not in boilerplate
+                  and carriers[sentence] <= MAX_KEY_ARTICLES),
         boilerplate)
 
 

@@ -210,9 +210,10 @@ class StoragePipeline:
         if not changed:
             return
         with session_scope(self.sessions) as session:
+            records = repository.run_sources(session, self._run())
             for name in sorted(changed):
                 values, messages = changed[name]
-                record = repository.source_stats(session, self._run(), name)
+                record = records.get(name) or repository.source_stats(session, self._run(), name)
                 for column in _COLUMN_COUNTERS:
                     setattr(record, column, values.get(column, 0))
                 record.stats = values

@@ -212,10 +212,19 @@ def _source_id(session: Session, name: str, province: str | None) -> int:
     known: dict[str, int] = session.info.setdefault("dtmon_source_ids", {})
     if name in known:
         return known[name]
-    source, created = _find_or_add_source(session, name, province)
-    if not created:
-        known[name] = source.id
-    return source.id
+    found = session.connection().execute(_source_id_query(), {"name": name}).scalar()
+    if found is not None:
+        known[name] = found
+        return found
+    return _find_or_add_source(session, name, province)[0].id
+
+
+@cache
+def _source_id_query() -> Select:
+    """The id of the source called ``name`` (Core: the writer asks it of each source in each
+    group)."""
+    sources = Source.__table__
+    return select(sources.c.id).where(sources.c.name == bindparam("name"))
 
 
 def record_urls(session: Session, article: Article, urls: Iterable[str]) -> None:
@@ -328,6 +337,13 @@ def source_stats(session: Session, run_id: int, source_name: str) -> CrawlRunSou
         ),
     )
     return stats
+
+
+def run_sources(session: Session, run_id: int) -> dict[str, CrawlRunSource]:
+    """The per-source counters of run ``run_id`` recorded so far, by source name (one
+    query)."""
+    return {stats.source_name: stats for stats in session.scalars(
+        select(CrawlRunSource).where(CrawlRunSource.run_id == run_id))}
 
 
 def mark_run(session: Session, run_id: int, status: str) -> CrawlRun:
