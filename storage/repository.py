@@ -144,6 +144,7 @@ def find_article_by_urls(session: Session, url_key: str, urls: Iterable[str]) ->
 def _stored_article_id(session: Session, url_key: str, urls: Iterable[str]) -> int | None:
     """The id of :func:`find_article_by_urls`'s article (Core: a new article, the usual case,
     costs no ORM query)."""
+    session.flush()  # a Core statement: the session's pending rows count, as the ORM's autoflush
     connection, urls = session.connection(), list(dict.fromkeys(urls))
     for chunk in _chunks(urls) if urls else [[]]:
         article_id = connection.execute(_article_id_query(), {"key": url_key, "urls": chunk}
