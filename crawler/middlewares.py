@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from html import unescape
 
 from lxml import html as lxml_html
 from scrapy import Request, Spider
@@ -25,21 +26,27 @@ _CHALLENGE_TITLE = re.compile(
 )
 _CHALLENGE_TITLE_CHARS = 60
 # Markup only challenge pages carry.
-_CHALLENGE_MARKUP = re.compile(
-    r"cf-browser-verification|cf_chl_|/cdn-cgi/challenge-platform|challenge-form|"
-    r"_incapsula_resource|sucuri_cloudproxy|ddos-guard|enable javascript and cookies to continue",
-    re.I,
-)
+_CHALLENGE_MARKERS = ("cf-browser-verification", "cf_chl_", "/cdn-cgi/challenge-platform",
+                      "challenge-form", "_incapsula_resource", "sucuri_cloudproxy", "ddos-guard",
+                      "enable javascript and cookies to continue")
 # Captcha widgets: also on real pages (comment forms), so they only count on near-empty pages.
-_CAPTCHA_MARKUP = re.compile(
-    r"g-recaptcha|h-captcha|hcaptcha\.com|recaptcha/api|cf-turnstile|please enable javascript",
-    re.I,
-)
+_CAPTCHA_MARKERS = ("g-recaptcha", "h-captcha", "hcaptcha.com", "recaptcha/api", "cf-turnstile",
+                    "please enable javascript")
+
+
+def _any_of(markers: tuple[str, ...]) -> re.Pattern[str]:
+    return re.compile("|".join(map(re.escape, markers)), re.I)
+
+
+_CHALLENGE_MARKUP = _any_of(_CHALLENGE_MARKERS)
+_CAPTCHA_MARKUP = _any_of(_CAPTCHA_MARKERS)
 _JS_REDIRECT = re.compile(
     r"(?:window\.|document\.|top\.|self\.)?location(?:\.href)?\s*=|location\.(?:replace|assign)\s*\(",
     re.I,
 )
 _META_REFRESH = re.compile(r"<meta[^>]+http-equiv\s*=\s*[\"']?refresh", re.I)
+# Each title element's text (to the end of the page when it is not closed: no tag inside).
+_TITLE_ELEMENT = re.compile(r"<title\b[^>]*>(.*?)(?:</title\s*>|$)", re.I | re.S)
 # A real article or listing has far more visible text than any challenge or redirect stub.
 _STUB_TEXT_CHARS = 600
 _CHALLENGE_TEXT_CHARS = 2500
@@ -63,7 +70,7 @@ def detect_interstitial(html: str | bytes) -> str | None:
     """
     if isinstance(html, bytes):
         html = html.decode("utf-8", "replace")
-    if not html.strip():
+    if not html.strip() or not _may_be_interstitial(html):
         return None
     try:
         tree = lxml_html.fromstring(html)
@@ -86,6 +93,19 @@ def detect_interstitial(html: str | bytes) -> str | None:
     if _JS_REDIRECT.search(scripts) or _META_REFRESH.search(html):
         return "redirect stub (script or meta refresh, almost no text)"
     return None
+
+
+def _may_be_interstitial(html: str) -> bool:
+    """False when no verdict of :func:`detect_interstitial` can apply, told without parsing
+    the page (the parse cost the event loop more than half a millisecond per page): no
+    challenge or captcha marker, no redirect (every form names ``location`` or ``refresh``),
+    no title element reading like a challenge."""
+    lower = html.lower()
+    return (any(marker in lower for marker in _CHALLENGE_MARKERS + _CAPTCHA_MARKERS)
+            or ("location" in lower and _JS_REDIRECT.search(html) is not None)
+            or ("refresh" in lower and _META_REFRESH.search(html) is not None)
+            or any(_CHALLENGE_TITLE.search(" ".join(unescape(title).split()))
+                   for title in _TITLE_ELEMENT.findall(html)))
 
 
 class InterstitialMiddleware:

@@ -89,8 +89,9 @@ from datetime import UTC, datetime
 from functools import cache
 
 import numpy as np
-from sqlalchemy import Select, and_, bindparam, insert, or_, select
+from sqlalchemy import Insert, Select, Update, and_, bindparam, insert, or_, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from storage.models import Article, ArticleFingerprint, LshBucket, SentenceFingerprint, Story
 from vntext import SENTENCE_MARK, match_tokens, sentence_key
@@ -544,15 +545,18 @@ def sentence_matches(session: Session, fingerprint: Fingerprint, source_id: int,
     """Look the article's long sentences up in ``sentence_fingerprints`` (one query)."""
     if not fingerprint.sentence_hashes:
         return SentenceMatches(frozenset(), frozenset())
-    rows = [row for row in session.connection().execute(
-                _sentences_query(), {"hashes": list(fingerprint.sentence_hashes)})
-            if row.article_id != exclude]
-    same_source = Counter(row.sentence_hash for row in rows if row.source_id == source_id)
+    # Up to MAX_SENTENCE_ROWS rows, fetched at once and read as tuples: a row at a time cost
+    # the writer more than the query once stock phrases recur in thousands of articles.
+    rows = [(sentence, article, source) for sentence, article, source in
+            session.connection().execute(
+                _sentences_query(), {"hashes": list(fingerprint.sentence_hashes)}).all()
+            if article != exclude]
+    same_source = Counter(sentence for sentence, _, source in rows if source == source_id)
     boilerplate = frozenset(h for h, n in same_source.items() if n >= BOILERPLATE_ARTICLES)
-    carriers = Counter(row.sentence_hash for row in rows)
+    carriers = Counter(sentence for sentence, _, _ in rows)
     return SentenceMatches(
-        frozenset(row.article_id for row in rows if row.sentence_hash not in boilerplate
-                  and carriers[row.sentence_hash] <= MAX_KEY_ARTICLES),
+        frozenset(article for sentence, article, _ in rows if sentence not in boilerplate
+                  and carriers[sentence] <= MAX_KEY_ARTICLES),
         boilerplate)
 
 
@@ -561,16 +565,22 @@ def index_add(session: Session, article_id: int, fingerprint: Fingerprint,
     """Store a new article's fingerprint, bucket and sentence rows (Core inserts on the
     session's connection: the ORM's bulk-insert bookkeeping would cost more than the rows)."""
     connection = session.connection()
-    connection.execute(insert(ArticleFingerprint.__table__),
-                       [{"article_id": article_id,
-                         "signature": signature_bytes(fingerprint.signature)}])
-    connection.execute(insert(LshBucket.__table__),
-                       [{"band": b, "bucket_hash": h, "article_id": article_id}
-                        for b, h in band_buckets(fingerprint.signature)])
+    fingerprints, buckets, sentences = _index_inserts()
+    connection.execute(fingerprints, [{"article_id": article_id,
+                                       "signature": signature_bytes(fingerprint.signature)}])
+    connection.execute(buckets, [{"band": b, "bucket_hash": h, "article_id": article_id}
+                                 for b, h in band_buckets(fingerprint.signature)])
     if fingerprint.sentence_hashes:
-        connection.execute(insert(SentenceFingerprint.__table__),
-                           [{"sentence_hash": h, "article_id": article_id, "source_id": source_id}
-                            for h in fingerprint.sentence_hashes])
+        connection.execute(sentences, [{"sentence_hash": h, "article_id": article_id,
+                                        "source_id": source_id}
+                                       for h in fingerprint.sentence_hashes])
+
+
+@cache
+def _index_inserts() -> tuple[Insert, Insert, Insert]:
+    """The inserts of the index's three tables, built once."""
+    return (insert(ArticleFingerprint.__table__), insert(LshBucket.__table__),
+            insert(SentenceFingerprint.__table__))
 
 
 # --- stories --------------------------------------------------------------------------------
@@ -589,18 +599,21 @@ def _sort_key(article: Article) -> tuple[bool, datetime, int]:
 
 
 def _exact_match(session: Session, article: Article) -> _Match | None:
-    query = (
-        select(Article.id, Article.story_id)
-        .where(
-            Article.content_hash == article.content_hash,
-            Article.id != article.id,
-            Article.story_id.is_not(None),
-        )
-        .order_by(Article.id)
-        .limit(1)
-    )
-    row = session.execute(query).first()
+    row = session.connection().execute(_exact_query(), {"hash": article.content_hash,
+                                                        "id": article.id}).first()
     return _Match(row.id, row.story_id, PairFigures(1.0, 1.0, 0, 0)) if row else None
+
+
+@cache
+def _exact_query() -> Select:
+    """The oldest other article with content hash ``hash`` that has a story (built once, as
+    the writer's other statements: building and keying one per article costs more than
+    running it)."""
+    articles = Article.__table__
+    return (select(articles.c.id, articles.c.story_id)
+            .where(articles.c.content_hash == bindparam("hash"), articles.c.id != bindparam("id"),
+                   articles.c.story_id.is_not(None))
+            .order_by(articles.c.id).limit(1))
 
 
 def best_match(text: str, candidates: Iterable[tuple[int, int, str]],
@@ -624,11 +637,16 @@ def _near_match(session: Session, article: Article, fingerprint: Fingerprint) ->
     ids = set(near_candidates(session, fingerprint, exclude=article.id)) | by_sentence.article_ids
     if not ids:
         return None
-    rows = session.execute(
-        select(Article.id, Article.story_id, Article.text)
-        .where(Article.id.in_(ids), Article.story_id.is_not(None))
-    )
+    rows = session.connection().execute(_candidate_texts_query(), {"ids": sorted(ids)})
     return best_match(article.text, rows, by_sentence.boilerplate)
+
+
+@cache
+def _candidate_texts_query() -> Select:
+    """The id, story and text of the articles ``ids`` that have a story."""
+    articles = Article.__table__
+    return select(articles.c.id, articles.c.story_id, articles.c.text).where(
+        articles.c.id.in_(bindparam("ids", expanding=True)), articles.c.story_id.is_not(None))
 
 
 def _refresh_representative(session: Session, story: Story, article: Article) -> None:
@@ -656,15 +674,33 @@ def assign_story(session: Session, article: Article,
         story = session.get_one(Story, match.story_id)
         _refresh_representative(session, story, article)
         story_id = story.id
-    article.story_id = story_id
+    _link_to_story(session, article, story_id)
     index_add(session, article.id, fingerprint, article.source_id)
     session.flush()
     return story_id
 
 
+def _link_to_story(session: Session, article: Article, story_id: int) -> None:
+    """Set the article's story: a Core update, the loaded article told it is saved (an ORM
+    flush of one changed column costs several times the statement)."""
+    session.connection().execute(_story_update(), {"article": article.id, "story": story_id})
+    set_committed_value(article, "story_id", story_id)
+
+
 def _new_story(session: Session, representative_id: int) -> int:
     """Insert a story of one article; its id (a Core insert: no ORM flush for one row)."""
-    statement = (insert(Story).values(created_at=datetime.now(UTC).replace(tzinfo=None),
-                                      representative_id=representative_id)
-                 .returning(Story.id))
-    return session.connection().execute(statement).scalar_one()
+    return session.connection().execute(_story_insert(), {
+        "created_at": datetime.now(UTC).replace(tzinfo=None),
+        "representative_id": representative_id}).scalar_one()
+
+
+@cache
+def _story_insert() -> Insert:
+    return insert(Story.__table__).returning(Story.__table__.c.id)
+
+
+@cache
+def _story_update() -> Update:
+    articles = Article.__table__
+    return (update(articles).where(articles.c.id == bindparam("article"))
+            .values(story_id=bindparam("story")))

@@ -82,6 +82,8 @@ class StoragePipeline:
         self._flusher = task.LoopingCall(self.flush_stats)
         self._stats_lock = threading.Lock()
         self._stats_final = False
+        # What was last written of each source: (counters, errors).
+        self._written: dict[str, tuple[dict[str, int], list[str]]] = {}
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> StoragePipeline:
@@ -199,14 +201,24 @@ class StoragePipeline:
 
     def _write_source_stats(self, counters: dict[str, dict[str, int]],
                             errors: dict[str, list[str]]) -> None:
+        """Write the sources whose counters or errors changed since the last write (a crawl of
+        many sources rewrote them all every second, on the event loop's GIL)."""
+        changed = {name: (counters.get(name, {}), errors.get(name, []))
+                   for name in set(counters) | set(errors)}
+        changed = {name: state for name, state in changed.items()
+                   if self._written.get(name) != state}
+        if not changed:
+            return
         with session_scope(self.sessions) as session:
-            for name in sorted(set(counters) | set(errors)):
-                record = repository.source_stats(session, self._run(), name)
-                values = counters.get(name, {})
+            records = repository.run_sources(session, self._run())
+            for name in sorted(changed):
+                values, messages = changed[name]
+                record = records.get(name) or repository.source_stats(session, self._run(), name)
                 for column in _COLUMN_COUNTERS:
                     setattr(record, column, values.get(column, 0))
                 record.stats = values
-                record.error_messages = errors.get(name, [])
+                record.error_messages = messages
+        self._written.update(changed)
 
     def spider_closed(self, spider: Spider, reason: str) -> None:
         """Write the final counters and record whether the crawl ended as it should.

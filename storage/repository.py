@@ -13,10 +13,11 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from functools import cache
 from itertools import islice
 from typing import TypeVar
 
-from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy import Delete, Insert, Select, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
@@ -134,18 +135,35 @@ def known_url_keys(session: Session, keys: Iterable[str]) -> set[str]:
 
 def find_article_by_urls(session: Session, url_key: str, urls: Iterable[str]) -> Article | None:
     """The stored article with this URL key or reached by any of ``urls`` (the URL key's
-    first). One query for an article's usual handful of URLs."""
-    keyed = Article.url_key == url_key
-    urls = list(dict.fromkeys(urls))
-    if not urls:
-        return session.scalar(select(Article).where(keyed))
-    for chunk in _chunks(urls):
-        reached = Article.id.in_(select(ArticleUrl.article_id).where(ArticleUrl.url.in_(chunk)))
-        article = session.scalar(
-            select(Article).where(or_(keyed, reached)).order_by(keyed.desc()).limit(1))
-        if article is not None:
-            return article
+    first). One query for an article's usual handful of URLs; the article is loaded only
+    when there is one."""
+    article_id = _stored_article_id(session, url_key, urls)
+    return None if article_id is None else session.get_one(Article, article_id)
+
+
+def _stored_article_id(session: Session, url_key: str, urls: Iterable[str]) -> int | None:
+    """The id of :func:`find_article_by_urls`'s article (Core: a new article, the usual case,
+    costs no ORM query)."""
+    session.flush()  # a Core statement: the session's pending rows count, as the ORM's autoflush
+    connection, urls = session.connection(), list(dict.fromkeys(urls))
+    for chunk in _chunks(urls) if urls else [[]]:
+        article_id = connection.execute(_article_id_query(), {"key": url_key, "urls": chunk}
+                                        ).scalar()
+        if article_id is not None:
+            return article_id
     return None
+
+
+@cache
+def _article_id_query() -> Select:
+    """The id of the article with URL key ``key`` or reached by one of ``urls`` (the key's
+    first), built once: building and keying a statement per article costs more than running
+    it."""
+    articles, article_urls = Article.__table__, ArticleUrl.__table__
+    keyed = articles.c.url_key == bindparam("key")
+    reached = articles.c.id.in_(select(article_urls.c.article_id).where(
+        article_urls.c.url.in_(bindparam("urls", expanding=True))))
+    return select(articles.c.id).where(or_(keyed, reached)).order_by(keyed.desc()).limit(1)
 
 
 def add_article(session: Session, data: ArticleData) -> tuple[Article, bool]:
@@ -163,10 +181,8 @@ def add_article(session: Session, data: ArticleData) -> tuple[Article, bool]:
         try:
             with session.begin_nested():
                 connection = session.connection()
-                article_id = connection.execute(
-                    insert(Article.__table__).values(row).returning(Article.__table__.c.id)
-                ).scalar_one()
-                connection.execute(insert(ArticleUrl.__table__),
+                article_id = connection.execute(_insert_article(), row).scalar_one()
+                connection.execute(_insert_url(),
                                    [{"url": url, "article_id": article_id} for url in urls])
         except IntegrityError:  # another process stored it meanwhile
             article = find_article_by_urls(session, data.url_key, urls)
@@ -178,6 +194,18 @@ def add_article(session: Session, data: ArticleData) -> tuple[Article, bool]:
     return article, False
 
 
+@cache
+def _insert_article() -> Insert:
+    """The insert of a new article's row, returning its id (built once, its values bound as
+    parameters: a ``values()`` statement is built and keyed anew for each row)."""
+    return insert(Article.__table__).returning(Article.__table__.c.id)
+
+
+@cache
+def _insert_url() -> Insert:
+    return insert(ArticleUrl.__table__)
+
+
 def _source_id(session: Session, name: str, province: str | None) -> int:
     """The id of source ``name`` (created when missing). An id found in the database is
     remembered for the session's life; one just created is not (its SAVEPOINT may still be
@@ -185,10 +213,19 @@ def _source_id(session: Session, name: str, province: str | None) -> int:
     known: dict[str, int] = session.info.setdefault("dtmon_source_ids", {})
     if name in known:
         return known[name]
-    source, created = _find_or_add_source(session, name, province)
-    if not created:
-        known[name] = source.id
-    return source.id
+    found = session.connection().execute(_source_id_query(), {"name": name}).scalar()
+    if found is not None:
+        known[name] = found
+        return found
+    return _find_or_add_source(session, name, province)[0].id
+
+
+@cache
+def _source_id_query() -> Select:
+    """The id of the source called ``name`` (Core: the writer asks it of each source in each
+    group)."""
+    sources = Source.__table__
+    return select(sources.c.id).where(sources.c.name == bindparam("name"))
 
 
 def record_urls(session: Session, article: Article, urls: Iterable[str]) -> None:
@@ -301,6 +338,13 @@ def source_stats(session: Session, run_id: int, source_name: str) -> CrawlRunSou
         ),
     )
     return stats
+
+
+def run_sources(session: Session, run_id: int) -> dict[str, CrawlRunSource]:
+    """The per-source counters of run ``run_id`` recorded so far, by source name (one
+    query)."""
+    return {stats.source_name: stats for stats in session.scalars(
+        select(CrawlRunSource).where(CrawlRunSource.run_id == run_id))}
 
 
 def mark_run(session: Session, run_id: int, status: str) -> CrawlRun:
@@ -497,11 +541,19 @@ def due_owed(session: Session, source: str, limit: int) -> Sequence[OwedArticle]
 
 def settle_owed(session: Session, url_keys: Iterable[str]) -> int:
     """Forget the owed articles with these URL keys (they are stored); how many there were."""
-    settled = 0
+    session.flush()  # a Core statement: the session's pending changes go first, as the ORM's
+    connection, settled = session.connection(), 0
     for chunk in _chunks(set(url_keys)):
-        settled += session.execute(delete(OwedArticle).where(OwedArticle.url_key.in_(chunk))
-                                   .execution_options(synchronize_session=False)).rowcount
+        settled += connection.execute(_settle_owed(), {"keys": chunk}).rowcount
     return settled
+
+
+@cache
+def _settle_owed() -> Delete:
+    """The delete of the owed rows with URL keys ``keys``, built once (the writer runs it for
+    each article it stores)."""
+    owed = OwedArticle.__table__
+    return delete(owed).where(owed.c.url_key.in_(bindparam("keys", expanding=True)))
 
 
 def list_owed(session: Session, source: str | None = None) -> Sequence[OwedArticle]:

@@ -183,6 +183,9 @@ ARTICLE_WITH_WIDGETS = """<html><head><title>Tỉnh ra mắt ứng dụng công 
     "<html><head><meta http-equiv='refresh' content='0;url=/verify'></head><body></body></html>",
     "<html><head><title>Xác minh bảo mật</title></head><body><form><div class='h-captcha' "
     "data-sitekey='abc'></div><button>Gửi</button></form></body></html>",
+    # Only the parsed title reads like a challenge (entities, another line).
+    "<html><head><title>Just&nbsp;a moment&#8230;</title></head><body></body></html>",
+    "<html><head><title>Checking\n your BROWSER</title></head><body></body></html>",
 ])
 def test_interstitials_are_detected(page: str) -> None:
     assert detect_interstitial(page) is not None
