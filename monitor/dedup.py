@@ -135,10 +135,9 @@ _SHINGLE_MULTIPLIER = np.uint64(0x100000001B3)  # FNV-1a's 64-bit prime
 
 @dataclass(frozen=True)
 class Fingerprint:
-    """An article's shingles (sorted unique 64-bit hashes), their MinHash signature and the
-    hashes of its long sentences."""
+    """What the index keeps of an article: the MinHash signature of its shingles and the keys
+    of its long sentences (small: it travels from the extraction process to the writer)."""
 
-    shingles: np.ndarray
     signature: np.ndarray
     sentence_hashes: tuple[int, ...] = ()
 
@@ -150,7 +149,7 @@ class Fingerprint:
         keys = tuple(dict.fromkeys(key for tokens in sentences
                                    if len(tokens) >= MIN_SENTENCE_TOKENS
                                    for key in sentence_keys(tokens)))
-        return cls(shingle_hashes, signature(shingle_hashes), keys[:MAX_SENTENCE_KEYS])
+        return cls(signature(shingle_hashes), keys[:MAX_SENTENCE_KEYS])
 
 
 # Each distinct token's stable 64-bit hash, cached (a few thousand syllables cover most text).
