@@ -92,9 +92,10 @@ def run_crawlers(commands: Sequence[list[str]], database_url: str, expected: int
     env = {**crawler_env(), DATABASE_URL_ENV: database_url}
     started = time.monotonic()
     first_run = _last_run_id(engine)
-    running, samplers = {}, []
+    running, samplers, log_paths = {}, [], []
     for number, command in enumerate(commands):
-        log = (logs / f"crawler-{number}-{uuid.uuid4().hex[:6]}.log").open("wb")
+        log_paths.append(logs / f"crawler-{number}-{uuid.uuid4().hex[:6]}.log")
+        log = log_paths[-1].open("wb")
         process = subprocess.Popen(command, cwd=logs, env=env, stdout=log,
                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         running[process.pid] = process
@@ -112,10 +113,24 @@ def run_crawlers(commands: Sequence[list[str]], database_url: str, expected: int
         time.sleep(_POLL_SECONDS)
     steps = _step_microseconds(engine, first_run)
     engine.dispose()
+    if stored < expected:
+        _report_shortfall(stored, expected, log_paths)
     seconds = (done_at or time.monotonic()) - started
     return CrawlFigures(seconds, stored, max(s.peak_mib for s in samplers),
                         sum(s.own_cpu for s in samplers), sum(s.children_cpu for s in samplers),
                         steps)
+
+
+def _report_shortfall(stored: int, expected: int, log_paths: Sequence[Path]) -> None:
+    """Say on stderr that the crawlers exited with articles missing, with the end of each
+    crawler's log (the logs live in a temporary folder that the benchmark removes)."""
+    print(f"bench crawl: the crawlers exited with {stored} of {expected} articles stored",
+          file=sys.stderr)
+    for path in log_paths:
+        lines = path.read_text("utf-8", errors="replace").splitlines()
+        notable = [line for line in lines if " ERROR: " in line or " CRITICAL: " in line]
+        print(f"--- {path.name}: {len(notable)} error line(s), the first 20 and the log's last 30",
+              *notable[:20], *lines[-30:], sep="\n", file=sys.stderr)
 
 
 def _last_run_id(engine) -> int:
