@@ -121,7 +121,10 @@ def _registry(registry: Registry | None) -> Registry | None:
 
 
 def _is_web_url(text: str) -> bool:
-    parts = urlsplit(text)
+    return _is_web(urlsplit(text))
+
+
+def _is_web(parts: SplitResult) -> bool:
     return parts.scheme.lower() in _WEB_SCHEMES and bool(parts.hostname)
 
 
@@ -137,7 +140,7 @@ def _canonical_parts(text: str, registry: Registry | None
     if not _is_web_url(text):
         return None, None
     parts = urlsplit(safe_url_string(text))
-    if parts.scheme.lower() not in _WEB_SCHEMES or not parts.hostname:
+    if not _is_web(parts):
         return None, None
     scheme, netloc, source = _origin(parts.scheme, parts.netloc, registry)
     path = _upper_escapes(parts.path) or "/"
