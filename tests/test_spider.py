@@ -253,3 +253,47 @@ def test_a_page_without_article_text_is_an_error_with_its_reason() -> None:
         f"no article text extracted (no article text found on the page), not stored: {url}"]
     assert crawler.stats.get_value(f"dtmon/{source.name}/errors") == 1
     assert crawler.stats.get_value(f"dtmon/{source.name}/empty_pages") == 1
+
+
+def _vov_page(url: str, body: str, callback_meta: dict) -> HtmlResponse:
+    return HtmlResponse(url=url, body=body.encode(), encoding="utf-8",
+                        request=Request(url, meta={"dtmon_source": "vov", **callback_meta}))
+
+
+VOV_ARTICLES = [f"https://vov.vn/chuyen-doi-so/bai-{n}-post{n}000000.vov" for n in (1, 2)]
+
+
+def _vov_listing_page_1() -> HtmlResponse:
+    """Page 1 of VOV's digital-transformation listing, linking VOV_ARTICLES and page 2."""
+    body = ("<html><body><main>"
+            + "".join(f'<h3><a href="{url}">Chuyển đổi số bài {n} tại các địa phương</a></h3>'
+                      for n, url in enumerate(VOV_ARTICLES))
+            + '</main><div class="pagination"><a rel="next" href="?page=1">»</a></div>'
+            "</body></html>")
+    return _vov_page("https://vov.vn/chuyen-doi-so", body, {"dtmon_listing": 0, "dtmon_page": 1})
+
+
+def test_a_listing_goes_on_to_its_next_page_when_a_sitemap_requested_its_links_first() -> None:
+    """The first crawl reads a listing's older pages even when the sitemap, answered first,
+    already requested every article of page 1: those articles are not stored yet, so page 2
+    may hold more (the order of answers must not decide what is crawled)."""
+    spider = NewsSpider.from_crawler(get_crawler(NewsSpider, {"DTMON_EXTRACT_WORKERS": 0}),
+                                     sources="vov")
+    sitemap = ('<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+               + "".join(f"<url><loc>{url}</loc></url>" for url in VOV_ARTICLES) + "</urlset>")
+
+    from_sitemap = list(spider.parse_sitemap(_vov_page(
+        "https://vov.vn/sitemaps/2025/2/article.xml", sitemap, {})))
+    from_listing = list(spider.parse_listing(_vov_listing_page_1()))
+
+    assert sorted(request.url for request in from_sitemap) == sorted(VOV_ARTICLES)
+    assert [request.url for request in from_listing] == ["https://vov.vn/chuyen-doi-so?page=1"]
+
+
+def test_a_listing_stops_at_a_page_whose_articles_are_all_stored() -> None:
+    """The incremental crawl: a listing page linking only stored articles ends the walk."""
+    spider = NewsSpider.from_crawler(get_crawler(NewsSpider, {"DTMON_EXTRACT_WORKERS": 0}),
+                                     sources="vov",
+                                     known_url_keys={url_key(url) for url in VOV_ARTICLES})
+
+    assert list(spider.parse_listing(_vov_listing_page_1())) == []

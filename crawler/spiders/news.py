@@ -131,6 +131,8 @@ class NewsSpider(scrapy.Spider):
         self.source_errors: dict[str, list[str]] = {s.name: [] for s in self.selected}
         self.known_url_keys: KnownUrlKeys = _as_lookup(known_url_keys)
         self._requested_keys: set[str] = set()
+        # Article links requested in this crawl because they were not stored before it.
+        self._unstored_keys: set[str] = set()
         self._yielded_keys: set[str] = set()
         self._visited_listings: set[tuple] = set()
         self._listing_digests: dict[str, set[str]] = {s.name: set() for s in self.selected}
@@ -260,7 +262,9 @@ class NewsSpider(scrapy.Spider):
     # ------------------------------------------------------------------ listings
 
     def parse_listing(self, response: Response) -> Iterator[Request]:
-        """A listing page: its article links, then the next page while new links keep coming."""
+        """A listing page: its article links, then the next page while the page links an
+        article not stored before this crawl (whether this page or a feed or sitemap read
+        earlier in the crawl requested it)."""
         started, cpu = time.perf_counter(), time.process_time()
         source = self._fetched(response)
         listing: Listing = source.listings[response.meta["dtmon_listing"]]
@@ -276,7 +280,7 @@ class NewsSpider(scrapy.Spider):
                          "CPU %.2f s)", source.name, response.url, page, len(links), len(new),
                          time.perf_counter() - started, time.process_time() - cpu)
         yield from new
-        if not new:
+        if not self._links_unstored(candidates):
             return
         if page >= listing.max_pages:
             self.logger.info("[%s] listing %s: stopped at max_pages=%d", source.name,
@@ -294,6 +298,10 @@ class NewsSpider(scrapy.Spider):
             hrefs = response.css(listing.links).xpath("descendant-or-self::*/@href").getall()
             return [urljoin(response.url, href.strip()) for href in hrefs]
         return parsed.article_links(source.all_hosts)
+
+    def _links_unstored(self, candidates: list[str]) -> bool:
+        """Whether one of ``candidates`` was requested in this crawl as not stored yet."""
+        return any(url_key(link, self.registry) in self._unstored_keys for link in candidates)
 
     def _next_listing_request(self, source: Source, listing: Listing, response: Response,
                               parsed: ListingPage, page: int) -> Request | None:
@@ -382,6 +390,7 @@ class NewsSpider(scrapy.Spider):
             deferred.append(link)
             return
         self._requested_per_source[source.name] += 1
+        self._unstored_keys.add(link.key)
         self._pending[link.key] = link
         self._count(source, "articles_requested")
         yield self._request(source, link.url, self.parse_article, dtmon_link=link.url,
