@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import event
 
-from monitor import dedup
+from monitor import dedup, similarity
 from storage.db import init_db, make_engine, session_factory
 
 QUICK = os.environ.get("DTMON_BENCH_QUICK") == "1"
@@ -99,9 +99,9 @@ def _without_foreign_keys(dbapi_connection, _record) -> None:
 
 
 def _fingerprint(i: int) -> tuple[int, bytes, list[tuple[int, int]], tuple[int, ...]]:
-    fingerprint = dedup.Fingerprint.of(document(i))
-    return (i, dedup.signature_bytes(fingerprint.signature),
-            dedup.band_buckets(fingerprint.signature), fingerprint.sentence_hashes)
+    fingerprint = similarity.Fingerprint.of(document(i))
+    return (i, similarity.signature_bytes(fingerprint.signature),
+            similarity.band_buckets(fingerprint.signature), fingerprint.sentence_hashes)
 
 
 def _fill(engine, count: int) -> float:
@@ -147,7 +147,7 @@ def _timed_insert(session, article_id: int, text: str) -> tuple[float, float]:
     the timing (generating one costs more than reading it).
     """
     started = time.perf_counter()
-    fingerprint = dedup.Fingerprint.of(text)
+    fingerprint = similarity.Fingerprint.of(text)
     by_sentence = dedup.sentence_matches(session, fingerprint, 0, exclude=article_id)
     survivors = set(dedup.near_candidates(session, fingerprint, exclude=article_id))
     survivors |= by_sentence.article_ids
@@ -168,7 +168,7 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def _true_pairs(sets: list[np.ndarray]) -> set[tuple[int, int]]:
-    """All pairs that the exact verdict (:func:`monitor.dedup.compare`) calls copies, via
+    """All pairs that the exact verdict (:func:`monitor.similarity.compare`) calls copies, via
     postings: pairs sharing no shingle share nothing. Jaccard and containment come from the
     shared count; the block (and the sentence alignment, which the synthetic copies, verbatim,
     never need) is computed only where the block could reach its threshold."""
@@ -181,11 +181,11 @@ def _true_pairs(sets: list[np.ndarray]) -> set[tuple[int, int]]:
             postings[s].append(doc)
         for other, n in shared.items():
             smaller = min(len(sets[other]), len(shingle_set))
-            if (n / (len(sets[other]) + len(shingle_set) - n) >= dedup.DUPLICATE_THRESHOLD
-                    or (n / smaller >= dedup.CONTAINMENT_THRESHOLD
-                        and n >= dedup.MIN_CONTAINED_SHINGLES)
-                    or (n > dedup.BLOCK_THRESHOLD - dedup.SHINGLE_SIZE
-                        and dedup.is_duplicate(document(other), document(doc)))):
+            if (n / (len(sets[other]) + len(shingle_set) - n) >= similarity.DUPLICATE_THRESHOLD
+                    or (n / smaller >= similarity.CONTAINMENT_THRESHOLD
+                        and n >= similarity.MIN_CONTAINED_SHINGLES)
+                    or (n > similarity.BLOCK_THRESHOLD - similarity.SHINGLE_SIZE
+                        and similarity.is_duplicate(document(other), document(doc)))):
                 pairs.add((other, doc))
     return pairs
 
@@ -196,7 +196,7 @@ def _recall(session, sets: list[np.ndarray]) -> tuple[float, int]:
     truth = _true_pairs(sets)
     found = 0
     for a, b in truth:
-        fingerprint = dedup.Fingerprint.of(document(b))  # article id = document number
+        fingerprint = similarity.Fingerprint.of(document(b))  # article id = document number
         candidates = set(dedup.near_candidates(session, fingerprint))
         candidates |= dedup.sentence_matches(session, fingerprint, 0).article_ids
         found += a in candidates
@@ -207,7 +207,7 @@ def _brute_force_query_ms(sets: list[np.ndarray], queries: int = 20) -> float:
     timings = []
     for q in range(queries):
         started = time.perf_counter()
-        [dedup.jaccard(sets[q], other) for other in sets]
+        [similarity.jaccard(sets[q], other) for other in sets]
         timings.append((time.perf_counter() - started) * 1000)
     return _percentile(timings, 50)
 
@@ -224,9 +224,9 @@ def _separation_rows() -> list[dict]:
     pairs = [json.loads(line) for line in PAIRS_FILE.read_text("utf-8").splitlines() if line]
     scores: dict[str, dict[bool, list[float]]] = {"minhash": {}, "simhash": {}}
     for pair in pairs:
-        a, b = dedup.shingles(pair["a_text"]), dedup.shingles(pair["b_text"])
+        a, b = similarity.shingles(pair["a_text"]), similarity.shingles(pair["b_text"])
         similar_bits = 1 - bin(_simhash(a) ^ _simhash(b)).count("1") / 64
-        scores["minhash"].setdefault(pair["duplicate"], []).append(dedup.jaccard(a, b))
+        scores["minhash"].setdefault(pair["duplicate"], []).append(similarity.jaccard(a, b))
         scores["simhash"].setdefault(pair["duplicate"], []).append(similar_bits)
     return [
         {
@@ -242,7 +242,7 @@ def _real_rows() -> list[dict]:
     """The verdict on the real pairs: copies linked, different stories merged."""
     pairs = [json.loads(line) for path in REAL_PAIRS_FILES
              for line in path.read_text("utf-8").splitlines() if line]
-    verdicts = [(p["duplicate"], dedup.is_duplicate(p["a_text"], p["b_text"])) for p in pairs]
+    verdicts = [(p["duplicate"], similarity.is_duplicate(p["a_text"], p["b_text"])) for p in pairs]
     copies = sum(truth for truth, _ in verdicts)
     return [
         {"metric": f"real pairs: copies linked of {copies}", "unit": "",
@@ -265,7 +265,7 @@ def run() -> list[dict]:
                 indexed, committed = _timed_insert(session, n, document(n))
                 timings.append(indexed)
                 commits.append(committed)
-            subset = [dedup.shingles(document(i)) for i in range(1, min(SUBSET, DOCS) + 1)]
+            subset = [similarity.shingles(document(i)) for i in range(1, min(SUBSET, DOCS) + 1)]
             recall, true_pairs = _recall(session, [np.empty(0, dtype=np.uint64)] + subset)
         db_mb = (Path(folder) / "bench.db").stat().st_size / 2**20
         engine.dispose()

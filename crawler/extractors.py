@@ -84,7 +84,9 @@ class ArticleExtractor:
     def __init__(self, workers: int, analysis_path: str = "") -> None:
         self.workers = default_workers() if workers < 0 else workers
         self.analysis_path = analysis_path
-        self._analyse: Analysis | None = load_function(analysis_path) if analysis_path else None
+        # Workers load the analysis themselves: the event loop loads it only to run it.
+        self._analyse: Analysis | None = (load_function(analysis_path)
+                                          if analysis_path and not self.workers else None)
         self._executor: ProcessPoolExecutor | None = None
         self._slots: asyncio.Semaphore | None = None
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cache
 
-from monitor.dedup import Fingerprint
+from monitor.similarity import Fingerprint
 from monitor.topics import TopicModel, TopicResult, load_topics
 
 

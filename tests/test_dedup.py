@@ -13,15 +13,8 @@ from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
 from monitor.cli import app
-from monitor.dedup import (
-    assign_story,
-    best_match,
-    compare,
-    is_duplicate,
-    long_sentences,
-    sentence_hash,
-    similarity,
-)
+from monitor.dedup import assign_story, best_match
+from monitor.similarity import compare, is_duplicate, long_sentences, sentence_hash, similarity
 from storage.db import init_db, make_engine, session_factory
 from storage.models import Article, LshBucket, SentenceFingerprint, Source, Story
 from storage.repository import content_hash

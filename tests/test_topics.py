@@ -14,7 +14,8 @@ from sqlalchemy.orm import Session
 from typer.testing import CliRunner, Result
 
 from monitor.cli import topics as topics_cli
-from monitor.topics import DEFAULT_TOPICS_PATH, TopicsConfigError, load_topics, rescore_articles
+from monitor.rescoring import rescore_articles
+from monitor.topics import DEFAULT_TOPICS_PATH, TopicsConfigError, load_topics
 from storage.db import init_db, make_engine, session_factory
 from storage.models import Article, Source
 

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from monitor.dedup import compare
+from monitor.similarity import compare
 
 app = typer.Typer(help="Exact and near-duplicate detection.", no_args_is_help=True)
 

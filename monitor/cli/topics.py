@@ -10,7 +10,8 @@ from typing import Annotated, Any, TextIO
 
 import typer
 
-from monitor.topics import TopicModel, TopicsConfigError, load_topics, rescore_articles
+from monitor.rescoring import rescore_articles
+from monitor.topics import TopicModel, TopicsConfigError, load_topics
 from storage.db import StorageError, init_db, make_engine, session_factory, storage_errors
 
 app = typer.Typer(
