@@ -12,7 +12,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-import apprise
 from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.alerts.messages import Message, render
@@ -178,6 +177,8 @@ class RunningDispatcher:
 
 def send(url: str, message: Message, key: str) -> str | None:
     """Send ``message`` to one Apprise URL; None on success, else why it failed."""
+    import apprise  # on first use: the crawl writer and most commands never send (0.2 s)
+
     plugin = apprise.Apprise.instantiate(url)
     if plugin is None:
         return "not a valid Apprise URL"

@@ -15,7 +15,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
-import apprise
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -160,6 +159,8 @@ def load_rules(path: Path | str | None = None) -> AlertRules:
 def mask_url(url: str) -> str:
     """An Apprise URL with its credentials and tokens hidden (Apprise's privacy form, without
     the query of delivery options)."""
+    import apprise  # on first use: the crawl writer and most commands never need it (0.2 s)
+
     plugin = apprise.Apprise.instantiate(url)
     if plugin is not None:
         return plugin.url(privacy=True).split("?", 1)[0]
@@ -172,6 +173,8 @@ def url_digest(url: str) -> str:
 
 
 def _resolve(rule: Rule, secrets: list[str], path: Path) -> Rule:
+    import apprise  # on first use: the crawl writer and most commands never need it (0.2 s)
+
     urls = []
     for position, url in enumerate(rule.urls, start=1):
         resolved = _substitute_env(url, secrets, f"{path}: rule {rule.name!r}, url {position}")
