@@ -37,6 +37,11 @@ class GoldPage:
     encoding: str | None = None
 
     @property
+    def key(self) -> str:
+        """A short stable name of the page (a hash of its URL), for records of its scores."""
+        return hashlib.sha256(self.url.encode("utf-8")).hexdigest()[:16]
+
+    @property
     def held_out(self) -> bool:
         """Whether the page belongs to the held-out part (a stable hash of its URL)."""
         digest = hashlib.sha256(self.url.encode("utf-8")).digest()
