@@ -231,8 +231,9 @@ class NewsSpider(scrapy.Spider):
                                           f"{feed.get('bozo_exception')}")
             return
         self.logger.info("[%s] feed %s: %d entries", source.name, response.url, len(links))
-        yield from self._follow_articles(source, self._discovered(source, links, response.url),
-                                         response.url)
+        candidates = self._discovered(source, links, response.url)
+        yield from self._follow_articles(source,
+                                         self._article_links(source, candidates, response.url))
 
     def parse_sitemap(self, response: Response) -> Iterator[Request]:
         """Sitemap index → shard sitemaps (newest first); urlset → article candidates."""
@@ -256,8 +257,9 @@ class NewsSpider(scrapy.Spider):
             return
         links = [entry["loc"] for entry in entries]
         self.logger.info("[%s] sitemap %s: %d URL(s)", source.name, response.url, len(links))
-        yield from self._follow_articles(source, self._discovered(source, links, response.url),
-                                         response.url)
+        candidates = self._discovered(source, links, response.url)
+        yield from self._follow_articles(source,
+                                         self._article_links(source, candidates, response.url))
 
     # ------------------------------------------------------------------ listings
 
@@ -275,12 +277,13 @@ class NewsSpider(scrapy.Spider):
         self._remember_listing(source, response)
         candidates = (self._discovered(source, links, response.url) if page == 1
                       else self._article_candidates(source, links))
-        new = list(self._follow_articles(source, candidates, response.url))
+        article_links = self._article_links(source, candidates, response.url)
+        new = list(self._follow_articles(source, article_links))
         self.logger.info("[%s] listing %s page %d: %d article link(s), %d new (%.2f s, "
                          "CPU %.2f s)", source.name, response.url, page, len(links), len(new),
                          time.perf_counter() - started, time.process_time() - cpu)
         yield from new
-        if not self._links_unstored(candidates):
+        if not any(link.key in self._unstored_keys for link in article_links):
             return
         if page >= listing.max_pages:
             self.logger.info("[%s] listing %s: stopped at max_pages=%d", source.name,
@@ -298,10 +301,6 @@ class NewsSpider(scrapy.Spider):
             hrefs = response.css(listing.links).xpath("descendant-or-self::*/@href").getall()
             return [urljoin(response.url, href.strip()) for href in hrefs]
         return parsed.article_links(source.all_hosts)
-
-    def _links_unstored(self, candidates: list[str]) -> bool:
-        """Whether one of ``candidates`` was requested in this crawl as not stored yet."""
-        return any(url_key(link, self.registry) in self._unstored_keys for link in candidates)
 
     def _next_listing_request(self, source: Source, listing: Listing, response: Response,
                               parsed: ListingPage, page: int) -> Request | None:
@@ -352,12 +351,15 @@ class NewsSpider(scrapy.Spider):
             self.logger.warning("[%s] no article link on %s (layout changed?)", source.name, url)
         return candidates
 
-    def _follow_articles(self, source: Source, candidates: list[str], found_on: str
-                         ) -> Iterator[Request]:
-        """One request per new article candidate: unseen in this crawl, not stored; those
-        over the per-source cap are owed to the next run."""
-        links = [OwedLink(source.name, link, url_key(link, self.registry), found_on)
-                 for link in candidates]
+    def _article_links(self, source: Source, candidates: list[str], found_on: str
+                       ) -> list[OwedLink]:
+        """The article candidates found on ``found_on`` as links of ``source``, keyed."""
+        return [OwedLink(source.name, link, url_key(link, self.registry), found_on)
+                for link in candidates]
+
+    def _follow_articles(self, source: Source, links: list[OwedLink]) -> Iterator[Request]:
+        """One request per new article link: unseen in this crawl, not stored; those over the
+        per-source cap are owed to the next run."""
         self._count(source, "links_found", len(links))
         known = self.known_url_keys({link.key for link in links
                                      if link.key not in self._requested_keys})
