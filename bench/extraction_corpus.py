@@ -43,9 +43,8 @@ class GoldPage:
 
     @property
     def held_out(self) -> bool:
-        """Whether the page belongs to the held-out part (a stable hash of its URL)."""
-        digest = hashlib.sha256(self.url.encode("utf-8")).digest()
-        return int.from_bytes(digest[:4], "big") % 100 < HELD_OUT_SHARE
+        """Whether the page belongs to the held-out part (the first 4 bytes of its key)."""
+        return int(self.key[:8], 16) % 100 < HELD_OUT_SHARE
 
 
 @dataclass
