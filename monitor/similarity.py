@@ -24,7 +24,7 @@ CONTAINMENT_THRESHOLD = 0.8
 # Containment of a tiny text proves little: a copy must share at least this many shingles.
 MIN_CONTAINED_SHINGLES = 30
 BLOCK_THRESHOLD = 100
-# A shared block that runs to the end of one text only: the copy was cut there (module docstring).
+# A shared block that runs to the end of one text only: the copy was cut there (monitor/dedup.py).
 TAIL_BLOCK_THRESHOLD = 40
 BANDS = 24
 ROWS = 2
@@ -34,12 +34,12 @@ NUM_PERM = BANDS * ROWS
 MIN_SENTENCE_TOKENS = 12
 MAX_SENTENCE_KEYS = 60  # two keys a sentence: 30 sentences
 SENTENCE_WINDOW = 8
-# Alignment (see the module's docstring), chosen on the real and constructed development pairs.
+# Alignment (see monitor/dedup.py), chosen on the real and constructed development pairs.
 ALIGN_MIN_TOKENS = 8
 SENTENCE_SIMILARITY = 0.7
 MIN_ALIGNED_SENTENCES = 2
 ALIGNMENT_THRESHOLD = 0.4
-# Texts this close in length are a rewrite of each other, not a summary (module docstring).
+# Texts this close in length are a rewrite of each other, not a summary (monitor/dedup.py).
 REWRITE_LENGTH_RATIO = 0.8
 _SEED = 1
 _MERSENNE_PRIME = np.uint64((1 << 61) - 1)
@@ -130,7 +130,7 @@ class PairFigures:
     """What two texts share: Jaccard ``similarity`` and ``containment`` of their shingle sets,
     the number of ``shared`` shingles, the longest ``block`` of syllables shared verbatim, the
     ``alignment`` of their sentences and the ``tail``, the shared block that ends one text
-    while the other goes on (see the module's docstring)."""
+    while the other goes on (see monitor/dedup.py's docstring)."""
 
     similarity: float
     containment: float
@@ -141,7 +141,7 @@ class PairFigures:
 
     @property
     def duplicate(self) -> bool:
-        """True when the two texts are copies of one story (see the module's rules)."""
+        """True when the two texts are copies of one story (the rules in monitor/dedup.py)."""
         return (self.similarity >= DUPLICATE_THRESHOLD
                 or (self.containment >= CONTAINMENT_THRESHOLD
                     and self.shared >= MIN_CONTAINED_SHINGLES)
@@ -224,7 +224,7 @@ def _tail(a: ShingledText, b: ShingledText, a_last: int, b_last: int) -> int:
 
 def _alignment(a: tuple[_SentenceProfile, ...], b: tuple[_SentenceProfile, ...]) -> float:
     """Share of the shorter text's syllables in sentences that align with a sentence of the
-    other (see the module's docstring); 0 when fewer than ``MIN_ALIGNED_SENTENCES`` align, or
+    other (see monitor/dedup.py's docstring); 0 when fewer than ``MIN_ALIGNED_SENTENCES`` align, or
     when a sentence is repeated with other figures (a template filled in twice)."""
     length_a, length_b = (sum(s.length for s in side) for side in (a, b))
     if length_a == length_b:  # either side is the shorter: the figure stays symmetric
