@@ -97,8 +97,14 @@ class ArticleExtractor:
 
         settings = crawler.settings
         extractor = cls(settings.getint(WORKERS_SETTING, -1), settings.get(ANALYSIS_SETTING, ""))
+        crawler.signals.connect(extractor.start, signal=signals.spider_opened)
         crawler.signals.connect(extractor.close, signal=signals.spider_closed)
         return extractor
+
+    def start(self) -> None:
+        """Start the worker processes now (else the first page waits for their start)."""
+        if self.workers:
+            self._pool()
 
     async def extract(self, body: bytes, url: str, encoding: str | None) -> Extracted:
         """The page extracted and analysed, in a worker process when there are workers."""

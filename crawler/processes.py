@@ -29,10 +29,18 @@ _PR_SET_PDEATHSIG = 1
 def spawn_pool(workers: int, initializer: Callable[..., None] | None = None,
                initargs: tuple[Any, ...] = ()) -> ProcessPoolExecutor:
     """A pool of ``workers`` helper processes, each running ``initializer(*initargs)`` first
-    (a module-level function: it is pickled)."""
-    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+    (a module-level function: it is pickled). They start now, not at the first task, so that
+    their imports (a second or more) overlap the crawl's own start."""
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                initializer=_start_helper,
                                initargs=(os.getpid(), initializer, initargs))
+    for _ in range(workers):
+        pool.submit(_started)
+    return pool
+
+
+def _started() -> None:
+    """A task that does nothing: submitting one starts a helper."""
 
 
 def _start_helper(parent_pid: int, initializer: Callable[..., None] | None,
