@@ -136,6 +136,8 @@ class NewsSpider(scrapy.Spider):
         self._yielded_keys: set[str] = set()
         self._visited_listings: set[tuple] = set()
         self._listing_digests: dict[str, set[str]] = {s.name: set() for s in self.selected}
+        # The URL keys of each source's feeds, sitemaps and listings (_discovery_url_keys).
+        self._discovery_keys: dict[str, set[str]] = {}
         # Listing pages whose text digest is not computed yet (see _listing_digests_near).
         self._undigested_listings: dict[str, list[Response]] = {}
         self._home_digests: dict[str, str | None] = {}  # None: no usable home page text
@@ -544,11 +546,19 @@ class NewsSpider(scrapy.Spider):
 
     def _not_an_article(self, source: Source, response: Response, page_canonical: str | None,
                         digest: str) -> str | None:
-        listings = {url_key(url, self.registry) for url in
-                    (*source.feeds, *source.sitemaps, *(li.url for li in source.listings))}
+        listings = self._discovery_url_keys(source)
         return not_an_article_reason(
             response.url, page_canonical, lambda url: url_key(url, self.registry) in listings,
             digest, self._listing_digests_near(source, len(response.body)))
+
+    def _discovery_url_keys(self, source: Source) -> set[str]:
+        """The URL keys of the source's feeds, sitemaps and listing pages (keyed once)."""
+        keys = self._discovery_keys.get(source.name)
+        if keys is None:
+            urls = (*source.feeds, *source.sitemaps, *(listing.url for listing in source.listings))
+            keys = self._discovery_keys[source.name] = {url_key(url, self.registry)
+                                                        for url in urls}
+        return keys
 
     # ------------------------------------------------------------------ errors and bookkeeping
 
